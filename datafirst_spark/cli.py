@@ -1,0 +1,111 @@
+"""Command-line entry points shared by jobs/ (spark-submit) and the `datafirst` command.
+
+Exit codes: 0 success; 1 internal error; 2 bad configuration or input (the message names
+the key, file or value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .config import ConfigError, EnvironmentConfig, load_environment
+from .lakehouse import Lakehouse, check_release, is_local
+
+EXIT_OK = 0
+EXIT_INTERNAL_ERROR = 1
+EXIT_BAD_INPUT = 2
+
+DEFAULT_ENVIRONMENT = "conf/local.yaml"
+log = logging.getLogger("datafirst_spark")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    # py4j logs every gateway call at INFO
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--conf", default=DEFAULT_ENVIRONMENT, help="environment YAML (default: %(default)s)")
+    parser.add_argument("--lakehouse", help="lakehouse root; overrides lakehouse_root in --conf")
+    parser.add_argument("--release", required=True, help="release id, e.g. 2025")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def open_lakehouse(env: EnvironmentConfig, override: str | None) -> Lakehouse:
+    lakehouse = Lakehouse.at(override or env.lakehouse_root)
+    if is_local(lakehouse.root):
+        root = Path(lakehouse.root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"lakehouse {root}: not writable ({exc.strerror})") from None
+    return lakehouse
+
+
+def run_guarded(action: Callable[[], None]) -> int:
+    """Run a job body; turn known failures into one log line and a documented exit code."""
+    try:
+        action()
+    except ConfigError as exc:
+        log.error("error: %s", exc)
+        return EXIT_BAD_INPUT
+    except Exception:
+        log.exception("internal error")
+        return EXIT_INTERNAL_ERROR
+    return EXIT_OK
+
+
+def generate_synthetic(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="generate_synthetic",
+        description="Write synthetic NPD and PNC extracts for a release under landing/ and "
+        "their ground truth under truth/.",
+    )
+    common_arguments(parser)
+    parser.add_argument("--scale", default="tiny", help="a scale named in the synthetic config (default: tiny)")
+    parser.add_argument("--seed", type=int, default=7, help="same seed and scale give the same rows (default: 7)")
+    parser.add_argument("--format", dest="extract_format", default="csv", choices=["csv", "parquet"])
+    parser.add_argument("--synthetic-conf", help="synthetic YAML; default: synthetic_config named in --conf")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+
+    def body() -> None:
+        from .session import spark_run
+        from .synthetic.config import load_synthetic_config
+        from .synthetic.generate import MANIFEST, GenerationRequest, generate_release
+
+        env = load_environment(args.conf)
+        synthetic = load_synthetic_config(args.synthetic_conf or env.resolve(env.synthetic_config))
+        synthetic.scale(args.scale)
+        request = GenerationRequest(check_release(args.release), args.scale, args.seed, args.extract_format)
+        lakehouse = open_lakehouse(env, args.lakehouse)
+        with spark_run(env, "generate_synthetic") as run:
+            generate_release(run.spark, synthetic, lakehouse, request, run.scratch_dir)
+        print(f"{lakehouse.landing(request.release)}/{MANIFEST}")
+
+    return run_guarded(body)
+
+
+COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
+    "generate": generate_synthetic,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: datafirst {{{','.join(COMMANDS)}}} [options]   (datafirst COMMAND --help)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return COMMANDS[argv[0]](argv[1:])

@@ -1,0 +1,83 @@
+"""Where everything lives under one lakehouse root (a local folder or a URI).
+
+    landing/<release>/<dataset>/   raw extracts as delivered
+    truth/<release>/<table>/       synthetic ground truth only (Delta)
+    curated/<table>/               published Delta tables (every release in one table)
+    research/<release>/<table>/    de-identified extracts, granted separately
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from .config import ConfigError
+
+AREAS = ("landing", "curated", "research", "truth")
+_RELEASE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
+
+
+def check_release(release: str) -> str:
+    if not _RELEASE.match(release):
+        raise ConfigError(
+            f"release {release!r}: use letters, digits, '.', '_' or '-' (e.g. 2025), at most 64 characters"
+        )
+    return release
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    root: str
+
+    @classmethod
+    def at(cls, root: str) -> Lakehouse:
+        if is_local(root):
+            root = str(Path(root.removeprefix("file://")).expanduser().resolve())
+        return cls(root.rstrip("/"))
+
+    def area(self, name: str) -> str:
+        if name not in AREAS:
+            raise ValueError(f"unknown lakehouse area {name!r}")
+        return f"{self.root}/{name}"
+
+    def landing(self, release: str, dataset: str | None = None) -> str:
+        path = f"{self.area('landing')}/{check_release(release)}"
+        return f"{path}/{dataset}" if dataset else path
+
+    def truth(self, release: str, table: str | None = None) -> str:
+        path = f"{self.area('truth')}/{check_release(release)}"
+        return f"{path}/{table}" if table else path
+
+    def curated(self, table: str) -> str:
+        return f"{self.area('curated')}/{table}"
+
+    def research(self, release: str, table: str | None = None) -> str:
+        path = f"{self.area('research')}/{check_release(release)}"
+        return f"{path}/{table}" if table else path
+
+
+def write_json(spark: SparkSession, path: str, payload: dict[str, Any]) -> None:
+    """Write a small JSON document to a local path or any Hadoop file system."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    if is_local(path):
+        target = Path(path.removeprefix("file://"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        return
+    jvm = spark.sparkContext._jvm  # noqa: SLF001
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # noqa: SLF001
+    stream = fs.create(hadoop_path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()

@@ -1,0 +1,69 @@
+"""Seeded random draws as Spark column expressions.
+
+Every draw is a hash of (seed, purpose, row key), never ``rand()``: ``rand`` depends on
+how rows fall into partitions, so the same seed would give different rows on a cluster
+and on a laptop. A hash of the row's own key gives the same value wherever it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+_TWO_53 = 1 << 53
+
+
+def uniform(seed: int, purpose: str, *keys: Column | str | int) -> Column:
+    """A double in [0, 1), fixed by the seed, the purpose and the keys."""
+    parts = [F.lit(k) if isinstance(k, int) else (F.col(k) if isinstance(k, str) else k) for k in keys]
+    hashed = F.xxhash64(F.lit(seed), F.lit(purpose), *parts)
+    return F.pmod(hashed, F.lit(_TWO_53)).cast("double") / float(_TWO_53)
+
+
+def integer_between(u: Column, low: int | Column, high: int | Column) -> Column:
+    """An int in [low, high] from a uniform draw."""
+    low_c = F.lit(low) if isinstance(low, int) else low
+    high_c = F.lit(high) if isinstance(high, int) else high
+    return (low_c + F.floor(u * (high_c - low_c + 1))).cast("int")
+
+
+_CASE_LIMIT = 24  # beyond this, a CASE per row bloats generated code past the JVM's 64 KB
+_TABLE_SLOTS = 8192
+
+
+def weighted_choice(u: Column, weights: Mapping[Any, float]) -> Column:
+    """One of the keys of ``weights`` with the given probabilities (they need not add to 1).
+
+    Up to a couple of dozen keys this is an exact CASE; beyond, an index into a literal
+    array of slots (probabilities rounded to 1/8192, every key keeping at least one slot).
+    """
+    total = float(sum(weights.values()))
+    items = [(k, w) for k, w in weights.items() if w > 0]
+    if not items:
+        raise ValueError("weighted_choice needs at least one positive weight")
+    if len(items) > _CASE_LIMIT:
+        slots: list[Any] = []
+        cumulative = 0.0
+        for index, (key, weight) in enumerate(items):
+            cumulative += weight / total
+            end = _TABLE_SLOTS if index == len(items) - 1 else max(len(slots) + 1, round(cumulative * _TABLE_SLOTS))
+            slots += [key] * (end - len(slots))
+        table = F.array(*[F.lit(v) for v in slots[:_TABLE_SLOTS]])
+        return F.element_at(table, (F.floor(u * _TABLE_SLOTS) + 1).cast("int"))
+    cumulative = 0.0
+    expression = None
+    for key, weight in items[:-1]:
+        cumulative += weight / total
+        branch = (u < cumulative, F.lit(key))
+        expression = F.when(*branch) if expression is None else expression.when(*branch)
+    last = F.lit(items[-1][0])
+    return last if expression is None else expression.otherwise(last)
+
+
+def lookup(mapping: Mapping[Any, Any], key: Column) -> Column:
+    """The value for ``key`` in a small Python mapping; null where absent (also under ANSI)."""
+    pairs = [F.lit(item) for kv in mapping.items() for item in kv]
+    return F.try_element_at(F.create_map(*pairs), key)

@@ -1,0 +1,253 @@
+"""The true population that NPD and PNC both observe.
+
+People come in families (siblings share a surname and a home postcode; some are twins,
+who share a date of birth too: the hardest false positives in real linkage). Everyone
+born in the NPD's cohorts was schooled in England; PNC also holds people who never were
+(born before the cut-off, or schooled elsewhere): the true non-matches.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from .config import PopulationSpec, ScaleSpec, SyntheticConfig
+from .draws import integer_between, lookup, uniform, weighted_choice
+from .names import draw_name
+from .postcodes import moved_postcode, random_postcode
+
+FAMILY_BLOCK = 12  # people are laid out in blocks of 12 ids, each cut into families
+BLOCK_PATTERNS = 512
+LAST_ADDRESS_DATE = date(2021, 12, 31)
+
+
+@dataclass(frozen=True)
+class PopulationPlan:
+    """How many people of each kind a scale needs."""
+
+    school_people: int  # everyone in the NPD cohorts
+    never_in_npd: int  # PNC-only people
+    school_offenders_expected: int
+    pnc_people: int
+
+    @classmethod
+    def for_scale(cls, config: SyntheticConfig, scale: ScaleSpec) -> PopulationPlan:
+        school_people = round(scale.npd_records / (1 + config.npd.duplicate_pupil_rate))
+        pnc_people = round(scale.pnc_records / (1 + config.pnc.duplicate_person_rate))
+        never_in_npd = round(pnc_people * config.pnc.never_in_npd_share)
+        return cls(school_people, never_in_npd, pnc_people - never_in_npd, pnc_people)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def family_patterns(spark: SparkSession, spec: PopulationSpec, seed: int) -> DataFrame:
+    """(pattern, position, family_offset, child_index, family_size): ways to cut a block of
+    ids into families whose sizes follow ``children_per_family``."""
+    rng = random.Random(seed)
+    sizes, weights = zip(*sorted(spec.children_per_family.items()), strict=True)
+    rows = []
+    for pattern in range(BLOCK_PATTERNS):
+        position = 0
+        while position < FAMILY_BLOCK:
+            size = min(rng.choices(sizes, weights)[0], FAMILY_BLOCK - position)
+            rows += [(pattern, position + i, position, i, size) for i in range(size)]
+            position += size
+    schema = "pattern int, position int, family_offset int, child_index int, family_size int"
+    return spark.createDataFrame(rows, schema)
+
+
+def _mixture(spec: PopulationSpec, ethnicity: Column, u: Column) -> Column:
+    """A name origin drawn from the mixture configured for each ethnicity."""
+    expression = None
+    for code, mix in spec.name_origins.items():
+        branch = (ethnicity == code, weighted_choice(u, mix))
+        expression = F.when(*branch) if expression is None else expression.when(*branch)
+    return expression
+
+
+def _days_between(start: date, end: date) -> int:
+    return (end - start).days
+
+
+def build_population(
+    spark: SparkSession,
+    config: SyntheticConfig,
+    plan: PopulationPlan,
+    seed: int,
+    name_table: DataFrame,
+    partitions: int | None = None,
+) -> DataFrame:
+    spec = config.population
+    school = _school_people(spark, spec, plan, seed, partitions)
+    outsiders = _never_in_npd(spark, config, plan, seed)
+    people = school.unionByName(outsiders)
+    person, family = F.col("person_id"), F.col("family_id")
+
+    people = (
+        people.withColumn("ethnicity", weighted_choice(uniform(seed, "ethnicity", family), spec.ethnicity))
+        .withColumn(
+            "sex",
+            F.when(
+                uniform(seed, "sex", person)
+                < F.when(F.col("in_npd_cohorts"), spec.male_share).otherwise(config.pnc.male_share),
+                "M",
+            ).otherwise("F"),
+        )
+        .withColumn("surname_origin", _mixture(spec, F.col("ethnicity"), uniform(seed, "surname_origin", family)))
+        .withColumn("forename_origin", _mixture(spec, F.col("ethnicity"), uniform(seed, "forename_origin", person)))
+        .withColumn("_double_surname", uniform(seed, "double_surname", family) < spec.double_surname_rate)
+        .withColumn("_second_origin", _mixture(spec, F.col("ethnicity"), uniform(seed, "second_origin", family)))
+        .withColumn(
+            "_middle_count",
+            weighted_choice(uniform(seed, "middle_count", person), spec.middle_names).cast("int"),
+        )
+    )
+    forenames = F.concat(F.lit("forename|"), F.col("forename_origin"), F.lit("|"), F.col("sex"))
+    surnames = F.concat(F.lit("surname|"), F.col("surname_origin"))
+    second_surnames = F.when(F.col("_double_surname"), F.concat(F.lit("surname|"), F.col("_second_origin")))
+    people = draw_name(people, name_table, surnames, uniform(seed, "surname", family), "_surname_1")
+    people = draw_name(people, name_table, second_surnames, uniform(seed, "surname_2", family), "_surname_2")
+    people = draw_name(people, name_table, forenames, uniform(seed, "forename", person), "forename")
+    people = draw_name(
+        people, name_table, F.when(F.col("_middle_count") >= 1, forenames),
+        uniform(seed, "middle_1", person), "_middle_1",
+    )
+    people = draw_name(
+        people, name_table, F.when(F.col("_middle_count") >= 2, forenames),
+        uniform(seed, "middle_2", person), "_middle_2",
+    )
+    hyphen = F.when(uniform(seed, "surname_joiner", family) < 0.6, "-").otherwise(" ")
+    people = people.withColumn(
+        "surname",
+        F.when(
+            F.col("_surname_2").isNotNull() & (F.col("_surname_2") != F.col("_surname_1")),
+            F.concat(F.col("_surname_1"), hyphen, F.col("_surname_2")),
+        ).otherwise(F.col("_surname_1")),
+    ).withColumn("middle_names", F.nullif(F.concat_ws(" ", "_middle_1", "_middle_2"), F.lit("")))
+
+    people = _addresses(people, spec, seed)
+    people = _offending(people, config, plan, seed)
+    return people.select(
+        "person_id", "family_id", "child_index", "sex", "dob", "ethnicity", "forename_origin",
+        "surname_origin", "forename", "middle_names", "surname", "home_postcode", "move_date",
+        "moved_postcode", "own_postcode", "in_npd_cohorts", "never_in_npd_reason", "offends",
+    )
+
+
+def _school_people(
+    spark: SparkSession, spec: PopulationSpec, plan: PopulationPlan, seed: int, partitions: int | None
+) -> DataFrame:
+    patterns = family_patterns(spark, spec, seed)
+    people = (
+        spark.range(0, plan.school_people, 1, partitions)
+        .withColumnRenamed("id", "person_id")
+        .withColumn("_block", F.floor(F.col("person_id") / FAMILY_BLOCK))
+        .withColumn("position", (F.col("person_id") % FAMILY_BLOCK).cast("int"))
+        .withColumn(
+            "pattern", F.pmod(F.xxhash64(F.lit(seed), F.lit("pattern"), "_block"), F.lit(BLOCK_PATTERNS)).cast("int")
+        )
+        .join(F.broadcast(patterns), ["pattern", "position"])
+        .withColumn("family_id", F.col("_block") * FAMILY_BLOCK + F.col("family_offset"))
+    )
+    family = F.col("family_id")
+    low_gap, high_gap = spec.sibling_gap_days
+
+    def birth_offset(child: Column) -> Column:
+        """Days from the eldest child's birth to ``child``'s: a sum of sibling gaps, with
+        a gap of 0 for twins."""
+        def gap(acc: Column, j: Column) -> Column:
+            twin = uniform(seed, "twin", family, j) < spec.twin_rate
+            days = integer_between(uniform(seed, "gap", family, j), low_gap, high_gap)
+            return acc + F.when((j == 0) | twin, F.lit(0)).otherwise(days)
+
+        return F.aggregate(F.sequence(F.lit(0), child), F.lit(0), gap)
+
+    cohort = weighted_choice(uniform(seed, "cohort", family), spec.cohort_births)
+    eldest_dob = F.date_add(F.make_date(cohort, F.lit(9), F.lit(1)), integer_between(uniform(seed, "birthday", family), 0, 364))
+    # A family whose youngest would be born after the last cohort gets its eldest's birth
+    # redrawn uniformly from the dates where it fits (clamping would pile births up on
+    # the last day).
+    latest_eldest = F.date_sub(F.lit(spec.last_birth_date), birth_offset(F.col("family_size") - 1))
+    fitting_days = F.greatest(F.datediff(latest_eldest, F.lit(spec.first_birth_date)), F.lit(0))
+    redrawn = F.date_add(
+        F.lit(spec.first_birth_date),
+        F.floor(uniform(seed, "birthday_refit", family) * (fitting_days + 1)).cast("int"),
+    )
+    return (
+        people.withColumn("_eldest_dob", F.when(eldest_dob <= latest_eldest, eldest_dob).otherwise(redrawn))
+        .withColumn("dob", F.date_add("_eldest_dob", birth_offset(F.col("child_index"))))
+        .withColumn("in_npd_cohorts", F.lit(True))
+        .withColumn("never_in_npd_reason", F.lit(None).cast("string"))
+        .select("person_id", "family_id", "child_index", "dob", "in_npd_cohorts", "never_in_npd_reason")
+    )
+
+
+def _never_in_npd(spark: SparkSession, config: SyntheticConfig, plan: PopulationPlan, seed: int) -> DataFrame:
+    spec = config.population
+    person = F.col("person_id")
+    before = uniform(seed, "born_before_cutoff", person) < config.pnc.born_before_cutoff_share
+    earliest = config.pnc.earliest_birth_outside_npd
+    days_before = _days_between(earliest, spec.first_birth_date) - 1
+    days_within = _days_between(spec.first_birth_date, spec.last_birth_date)
+    offset = uniform(seed, "outsider_birthday", person)
+    dob = F.when(before, F.date_add(F.lit(earliest), integer_between(offset, 0, days_before))).otherwise(
+        F.date_add(F.lit(spec.first_birth_date), integer_between(offset, 0, days_within))
+    )
+    return (
+        spark.range(plan.school_people, plan.school_people + plan.never_in_npd)
+        .withColumnRenamed("id", "person_id")
+        .withColumn("family_id", person)
+        .withColumn("child_index", F.lit(0))
+        .withColumn("dob", dob)
+        .withColumn("in_npd_cohorts", F.lit(False))
+        .withColumn(
+            "never_in_npd_reason",
+            F.when(before, "born_before_cutoff").otherwise("schooled_outside_england"),
+        )
+    )
+
+
+def _addresses(people: DataFrame, spec: PopulationSpec, seed: int) -> DataFrame:
+    """Family home, one possible family move, and the person's own address as an adult."""
+    family, person = F.col("family_id"), F.col("person_id")
+    moves = uniform(seed, "family_moves", family) < spec.family_move_rate
+    # the move happens between the eldest's birth (approximated by this child's) and 2021
+    window = F.greatest(F.datediff(F.lit(LAST_ADDRESS_DATE), F.col("dob")), F.lit(1))
+    move_after = F.floor(uniform(seed, "move_date", family) * window).cast("int")
+    return (
+        people.withColumn("home_postcode", random_postcode(seed, "home", family))
+        .withColumn("move_date", F.when(moves, F.date_add("dob", move_after)))
+        .withColumn(
+            "moved_postcode",
+            F.when(moves, moved_postcode(seed, "family_move", family, F.col("home_postcode"), spec.local_move_share)),
+        )
+        .withColumn(
+            "own_postcode",
+            moved_postcode(
+                seed, "own_home", person, F.coalesce("moved_postcode", "home_postcode"), spec.local_move_share
+            ),
+        )
+    )
+
+
+def _offending(people: DataFrame, config: SyntheticConfig, plan: PopulationPlan, seed: int) -> DataFrame:
+    """Who in the school cohorts has a PNC record: a chance that depends on sex and group,
+    scaled so the expected number matches the plan. Everyone never in NPD has one."""
+    spec, pnc = config.population, config.pnc
+    multiplier = pnc.offending_rate_by_ethnicity
+    mean_multiplier = sum(share * multiplier.get(code, multiplier["default"]) for code, share in spec.ethnicity.items())
+    base = plan.school_offenders_expected / (plan.school_people * mean_multiplier)
+    sex_factor = F.when(F.col("sex") == "M", pnc.male_share / spec.male_share).otherwise(
+        (1 - pnc.male_share) / (1 - spec.male_share)
+    )
+    group_factor = F.coalesce(lookup(multiplier, F.col("ethnicity")), F.lit(multiplier["default"]))
+    chance = F.least(F.lit(1.0), base * sex_factor * group_factor)
+    return people.withColumn(
+        "offends",
+        ~F.col("in_npd_cohorts") | (uniform(seed, "offends", F.col("person_id")) < chance),
+    )
