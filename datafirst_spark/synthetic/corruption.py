@@ -17,7 +17,6 @@ from .postcodes import PLACEHOLDER, UNIT_LETTERS
 RECORD_KEY = "_record_key"  # unique per record; all draws hash it
 NICKNAME = "_nickname"  # a nickname or formal form of the true forename, or null
 OTHER_SURNAME = "_other_surname"  # a different surname from the same name pool
-OLD_POSTCODE = "_old_postcode"  # an earlier address of the person
 VARIATION = "_variation"  # spelling-variation multiplier of the name's origin
 
 # QWERTY neighbours: what a slipped finger types instead
@@ -87,13 +86,13 @@ def _change(df: DataFrame, kind: str, column: str, after: Column, applied: Colum
 
     The new value is materialised in its own projection before it is compared: used
     twice inline, an expression holding a lambda (``filter``) compared wrongly, and
-    inlining also bloats generated code past the JVM's method size limit.
+    inlining also bloats generated code past the JVM's method size limit. Staging
+    columns are dropped once, by :func:`apply_corruptions`: every extra projection
+    costs plan analysis time.
     """
-    staged = df.withColumns({"_applied": applied}).withColumn(
-        "_candidate", F.when(F.col("_applied"), after).otherwise(F.col(column))
-    )
-    tag = F.when(F.col("_applied") & ~F.col("_candidate").eqNullSafe(F.col(column)), F.lit(kind))
-    return staged.withColumns({f"_tag_{kind}": tag, column: F.col("_candidate")}).drop("_applied", "_candidate")
+    staged = df.withColumn(f"_new_{kind}", F.when(applied, after).otherwise(F.col(column)))
+    changed = ~F.col(f"_new_{kind}").eqNullSafe(F.col(column))
+    return staged.withColumns({f"_tag_{kind}": F.when(changed, F.lit(kind)), column: F.col(f"_new_{kind}")})
 
 
 def _one_of(df: DataFrame, column: str, u: Column, choices: list[tuple[str, float, Column, Column]]) -> DataFrame:
@@ -118,39 +117,49 @@ def _one_of(df: DataFrame, column: str, u: Column, choices: list[tuple[str, floa
     return staged.withColumns({**tags, column: F.col("_candidate")}).drop("_u", "_candidate", "_kind")
 
 
-def apply_corruptions(df: DataFrame, rates: CorruptionRates, seed: int, source: str) -> DataFrame:
+def happens(seed: int, source: str, kind: str, rate: float | Column) -> Column:
+    """Whether corruption ``kind`` strikes this record (callers that must prepare for it
+    ask the same question)."""
+    return uniform(seed, f"{source}:{kind}", _key()) < rate
+
+
+def apply_corruptions(
+    df: DataFrame, rates: CorruptionRates, seed: int, source: str, old_postcode: Column
+) -> DataFrame:
     """Recorded forename, surname, dob, sex and postcode from the true ones, plus
-    ``corruptions``. Expects the helper columns named at the top of this module."""
+    ``corruptions``. Expects the helper columns named at the top of this module;
+    ``old_postcode`` (an earlier address) is an expression, so that it is only worked
+    out for the records whose postcode goes out of date."""
     key = _key()
 
-    def happens(kind: str, rate: float | Column) -> Column:
-        return uniform(seed, f"{source}:{kind}", key) < rate
+    def happens_here(kind: str, rate: float | Column) -> Column:
+        return happens(seed, source, kind, rate)
 
     forename, surname = F.col("forename"), F.col("surname")
     out = df
     # names, in an order that lets errors stack as in life (a nickname, then mistyped)
-    swap = happens("name_swap", rates.name_swap)
+    swap = happens_here("name_swap", rates.name_swap)
     out = out.withColumns({
         "_tag_name_swap": F.when(swap & (forename != surname), F.lit("name_swap")),
         "forename": F.when(swap, surname).otherwise(forename),
         "surname": F.when(swap, forename).otherwise(surname),
     })
     out = _change(out, "nickname", "forename", F.col(NICKNAME),
-                  happens("nickname", rates.nickname) & F.col(NICKNAME).isNotNull())
+                  happens_here("nickname", rates.nickname) & F.col(NICKNAME).isNotNull())
     spelling_rate = F.col(VARIATION) * rates.spelling_variant
     out = _change(out, "forename_spelling", "forename", spelling_variant(forename, seed, f"{source}:fsv"),
-                  happens("forename_spelling", spelling_rate))
+                  happens_here("forename_spelling", spelling_rate))
     out = _change(out, "surname_spelling", "surname", spelling_variant(surname, seed, f"{source}:ssv"),
-                  happens("surname_spelling", spelling_rate))
+                  happens_here("surname_spelling", spelling_rate))
     parts = F.split(surname, "[ -]")
     one_part = F.when(uniform(seed, f"{source}:part", key) < 0.5, parts.getItem(0)).otherwise(parts.getItem(1))
     out = _change(out, "double_surname_partial", "surname", one_part,
-                  surname.rlike("^[^ -]+[ -][^ -]+$") & happens("double_surname_partial", rates.double_surname_partial))
-    out = _change(out, "surname_change", "surname", F.col(OTHER_SURNAME), happens("surname_change", rates.surname_change))
+                  surname.rlike("^[^ -]+[ -][^ -]+$") & happens_here("double_surname_partial", rates.double_surname_partial))
+    out = _change(out, "surname_change", "surname", F.col(OTHER_SURNAME), happens_here("surname_change", rates.surname_change))
     out = _change(out, "forename_typo", "forename", keyboard_typo(forename, seed, f"{source}:ft"),
-                  happens("forename_typo", rates.forename_typo))
+                  happens_here("forename_typo", rates.forename_typo))
     out = _change(out, "surname_typo", "surname", keyboard_typo(surname, seed, f"{source}:st"),
-                  happens("surname_typo", rates.surname_typo))
+                  happens_here("surname_typo", rates.surname_typo))
 
     dob = F.col("dob")
     day, month, year = F.dayofmonth(dob), F.month(dob), F.year(dob)
@@ -166,13 +175,14 @@ def apply_corruptions(df: DataFrame, rates: CorruptionRates, seed: int, source: 
         ("dob_off_by_year", rates.dob_off_by_year, F.lit(True), F.add_months(dob, step * 12)),
     ])
     out = _change(out, "sex_error", "sex", F.when(F.col("sex") == "M", "F").otherwise("M"),
-                  happens("sex_error", rates.sex_error))
+                  happens_here("sex_error", rates.sex_error))
     postcode = F.col("postcode")
     out = _one_of(out, "postcode", uniform(seed, f"{source}:postcode", key), [
         ("postcode_missing", rates.postcode_missing, F.lit(True), F.lit(None).cast("string")),
         ("postcode_placeholder", rates.postcode_placeholder, F.lit(True), F.lit(PLACEHOLDER)),
-        ("postcode_out_of_date", rates.postcode_out_of_date, F.lit(True), F.col(OLD_POSTCODE)),
+        ("postcode_out_of_date", rates.postcode_out_of_date, F.lit(True), old_postcode),
         ("postcode_typo", rates.postcode_typo, postcode.isNotNull(), postcode_typo(postcode, seed, f"{source}:pct")),
     ])
     tags = [c for c in out.columns if c.startswith("_tag_")]
-    return out.withColumn("corruptions", F.array_compact(F.array(*tags))).drop(*tags)
+    staging = [c for c in out.columns if c.startswith("_new_")]
+    return out.withColumn("corruptions", F.array_compact(F.array(*tags))).drop(*tags, *staging)

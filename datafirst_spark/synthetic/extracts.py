@@ -9,11 +9,11 @@ from pyspark.sql import functions as F
 from .config import CorruptionRates, SyntheticConfig
 from .corruption import (
     NICKNAME,
-    OLD_POSTCODE,
     OTHER_SURNAME,
     RECORD_KEY,
     VARIATION,
     apply_corruptions,
+    happens,
     keyboard_typo,
 )
 from .draws import integer_between, lookup, uniform, weighted_choice
@@ -68,17 +68,24 @@ def _family_postcode_at(when: Column) -> Column:
 
 
 def _with_helpers(
-    df: DataFrame, config: SyntheticConfig, seed: int, source: str, name_table: DataFrame, nicknames: DataFrame
+    df: DataFrame,
+    config: SyntheticConfig,
+    seed: int,
+    source: str,
+    name_table: DataFrame,
+    nicknames: DataFrame,
+    needs_other_surname: Column,
 ) -> DataFrame:
     """The helper columns the corruption model reads: a nickname, another surname from
-    the person's name pool, and the spelling-variation multiplier of their origin."""
+    the person's name pool (drawn only where ``needs_other_surname``), and the
+    spelling-variation multiplier of their origin."""
     key = F.col(RECORD_KEY)
     variation = config.population.spelling_variation
     df = df.withColumn(
         VARIATION, F.coalesce(lookup(variation, F.col("forename_origin")), F.lit(variation["default"]))
     )
     df = draw_name(
-        df, name_table, F.concat(F.lit("surname|"), F.col("surname_origin")),
+        df, name_table, F.when(needs_other_surname, F.concat(F.lit("surname|"), F.col("surname_origin"))),
         uniform(seed, f"{source}:other_surname", key), OTHER_SURNAME,
     )
     df = df.join(
@@ -138,15 +145,14 @@ def npd_records(
     ).otherwise(F.greatest(earliest_census, last_census - integer_between(uniform(seed, "npd:moved_school", key), 1, 4)))
     records = records.withColumn("census_year", census_year.cast("int"))
     census_date = F.make_date(F.col("census_year"), F.lit(1), F.lit(15))
-    records = records.withColumn("postcode", _family_postcode_at(census_date)).withColumn(
-        OLD_POSTCODE,
-        F.when(F.col("move_date") <= census_date, F.col("home_postcode")).otherwise(
-            nearby_postcode(seed, "npd:old_address", key, F.col("home_postcode"))
-        ),
+    records = records.withColumn("postcode", _family_postcode_at(census_date))
+    old_postcode = F.when(F.col("move_date") <= census_date, F.col("home_postcode")).otherwise(
+        nearby_postcode(seed, "npd:old_address", key, F.col("home_postcode"))
     )
-    records = _with_helpers(records, config, seed, "npd", name_table, nicknames)
+    needs_other_surname = happens(seed, "npd", "surname_change", rates.surname_change)
+    records = _with_helpers(records, config, seed, "npd", name_table, nicknames, needs_other_surname)
     records = records.withColumn("_true_ethnicity", F.col("ethnicity"))
-    records = apply_corruptions(records, rates, seed, "npd")
+    records = apply_corruptions(records, rates, seed, "npd", old_postcode)
     recorded, tag = _recorded_ethnicity(seed, "npd", rates, F.col("_true_ethnicity"))
     unrecorded_code = F.when(uniform(seed, "npd:unrecorded_kind", key) < 0.5, "REFU").otherwise("NOBT")
     records = records.withColumn("ethnicity", F.coalesce(recorded, unrecorded_code)).withColumn(
@@ -201,18 +207,25 @@ def pnc_records(
     adult = F.months_between("last_offence", "dob") >= 216
     own_home = adult & (uniform(seed, "pnc:left_home", key) < config.population.left_home_rate)
     at_family = _family_postcode_at(F.col("last_offence"))
-    records = records.withColumn("postcode", F.when(own_home, F.col("own_postcode")).otherwise(at_family)).withColumn(
-        OLD_POSTCODE,
-        F.when(own_home, at_family)
-        .when(F.col("move_date") <= F.col("last_offence"), F.col("home_postcode"))
-        .otherwise(nearby_postcode(seed, "pnc:old_address", key, F.col("home_postcode"))),
+    records = records.withColumns(
+        {
+            "postcode": F.when(own_home, F.col("own_postcode")).otherwise(at_family),
+            "_own_home": own_home,
+            "_alias_count": weighted_choice(uniform(seed, "pnc:alias_count", key), spec.alias_names).cast("int"),
+        }
     )
-    records = _with_helpers(records, config, seed, "pnc", name_table, nicknames)
+    old_postcode = (
+        F.when(F.col("_own_home"), _family_postcode_at(F.col("last_offence")))
+        .when(F.col("move_date") <= F.col("last_offence"), F.col("home_postcode"))
+        .otherwise(nearby_postcode(seed, "pnc:old_address", key, F.col("home_postcode")))
+    )
+    needs_other_surname = happens(seed, "pnc", "surname_change", rates.surname_change) | (F.col("_alias_count") > 0)
+    records = _with_helpers(records, config, seed, "pnc", name_table, nicknames, needs_other_surname)
     records = records.withColumns(
         {"_true_forename": F.col("forename"), "_true_surname": F.col("surname"), "_true_dob": F.col("dob"),
          "_true_ethnicity": F.col("ethnicity")}
     )
-    records = apply_corruptions(records, rates, seed, "pnc")
+    records = apply_corruptions(records, rates, seed, "pnc", old_postcode)
     recorded, tag = _recorded_ethnicity(seed, "pnc", rates, F.col("_true_ethnicity"))
     seen_as_white = uniform(seed, "pnc:officer_view", key) < F.coalesce(
         lookup(MIXED_SEEN_AS_WHITE, F.col("_true_ethnicity")), F.lit(0.0)
@@ -280,7 +293,7 @@ def _with_aliases(records: DataFrame, spec, seed: int) -> DataFrame:
         )
         return F.concat(surname, F.lit("/"), forename)
 
-    count = weighted_choice(uniform(seed, "pnc:alias_count", key), spec.alias_names).cast("int")
+    count = F.col("_alias_count")
     invented = F.slice(F.array(*[alias_name(i) for i in range(max(spec.alias_names))]), 1, count) if max(
         spec.alias_names
     ) > 0 else F.array().cast("array<string>")

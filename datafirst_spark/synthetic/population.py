@@ -156,16 +156,20 @@ def _school_people(
     )
     family = F.col("family_id")
     low_gap, high_gap = spec.sibling_gap_days
+    # Gap in days between child j-1 and child j (0 for a twin), one column per j: a
+    # closed form, because higher-order functions (aggregate) run interpreted.
+    largest = min(max(spec.children_per_family), FAMILY_BLOCK)
+    gaps = {
+        f"_gap_{j}": F.when(uniform(seed, "twin", family, j) < spec.twin_rate, F.lit(0)).otherwise(
+            integer_between(uniform(seed, "gap", family, j), low_gap, high_gap)
+        )
+        for j in range(1, largest)
+    }
+    people = people.withColumns(gaps)
 
     def birth_offset(child: Column) -> Column:
-        """Days from the eldest child's birth to ``child``'s: a sum of sibling gaps, with
-        a gap of 0 for twins."""
-        def gap(acc: Column, j: Column) -> Column:
-            twin = uniform(seed, "twin", family, j) < spec.twin_rate
-            days = integer_between(uniform(seed, "gap", family, j), low_gap, high_gap)
-            return acc + F.when((j == 0) | twin, F.lit(0)).otherwise(days)
-
-        return F.aggregate(F.sequence(F.lit(0), child), F.lit(0), gap)
+        """Days from the eldest child's birth to ``child``'s."""
+        return sum((F.when(child >= j, F.col(f"_gap_{j}")).otherwise(0) for j in range(1, largest)), F.lit(0))
 
     cohort = weighted_choice(uniform(seed, "cohort", family), spec.cohort_births)
     eldest_dob = F.date_add(F.make_date(cohort, F.lit(9), F.lit(1)), integer_between(uniform(seed, "birthday", family), 0, 364))
@@ -219,19 +223,18 @@ def _addresses(people: DataFrame, spec: PopulationSpec, seed: int) -> DataFrame:
     # the move happens between the eldest's birth (approximated by this child's) and 2021
     window = F.greatest(F.datediff(F.lit(LAST_ADDRESS_DATE), F.col("dob")), F.lit(1))
     move_after = F.floor(uniform(seed, "move_date", family) * window).cast("int")
-    return (
-        people.withColumn("home_postcode", random_postcode(seed, "home", family))
-        .withColumn("move_date", F.when(moves, F.date_add("dob", move_after)))
-        .withColumn(
-            "moved_postcode",
-            F.when(moves, moved_postcode(seed, "family_move", family, F.col("home_postcode"), spec.local_move_share)),
-        )
-        .withColumn(
-            "own_postcode",
-            moved_postcode(
-                seed, "own_home", person, F.coalesce("moved_postcode", "home_postcode"), spec.local_move_share
-            ),
-        )
+    # each step in its own projection: inlined, the home postcode's expression would be
+    # evaluated again inside every expression that reads it
+    people = people.withColumn("home_postcode", random_postcode(seed, "home", family))
+    people = people.withColumn("move_date", F.when(moves, F.date_add("dob", move_after)))
+    people = people.withColumn(
+        "moved_postcode",
+        F.when(F.col("move_date").isNotNull(),
+               moved_postcode(seed, "family_move", family, F.col("home_postcode"), spec.local_move_share)),
+    )
+    return people.withColumn(
+        "own_postcode",
+        moved_postcode(seed, "own_home", person, F.coalesce("moved_postcode", "home_postcode"), spec.local_move_share),
     )
 
 

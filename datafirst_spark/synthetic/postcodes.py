@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from .draws import integer_between, lookup, uniform, weighted_choice
+from .draws import folded_array, integer_between, uniform, weighted_choice
 
 # English postcode areas: (area, relative population weight, districts in use), approx.
 AREAS: list[tuple[str, float, int]] = [
@@ -37,7 +37,6 @@ AREAS: list[tuple[str, float, int]] = [
     ("WS", 0.8, 15), ("WV", 0.8, 16), ("YO", 0.8, 62),
 ]
 AREA_WEIGHTS = {area: weight for area, weight, _ in AREAS}
-AREA_DISTRICTS = {area: districts for area, _, districts in AREAS}
 UNIT_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"
 UNITS_PER_SECTOR = 60
 PLACEHOLDER = "ZZ99 9ZZ"  # 'no fixed abode' and similar, as the police and NHS key it
@@ -55,14 +54,18 @@ def _inward(seed: int, purpose: str, key: Column) -> Column:
 
 def random_postcode(seed: int, purpose: str, key: Column) -> Column:
     """A postcode anywhere in England, population-weighted by area."""
-    area = weighted_choice(uniform(seed, f"{purpose}:area", key), AREA_WEIGHTS)
-    district = integer_between(uniform(seed, f"{purpose}:district", key), 1, lookup(AREA_DISTRICTS, area))
+    # an index into the area list, so that the area's code and district count are
+    # array reads rather than lookups by code
+    index = weighted_choice(uniform(seed, f"{purpose}:area", key), {i: w for i, (_, w, _) in enumerate(AREAS)})
+    area = F.element_at(folded_array([a for a, _, _ in AREAS]), index + 1)
+    districts = F.element_at(folded_array([d for _, _, d in AREAS]), index + 1)
+    district = integer_between(uniform(seed, f"{purpose}:district", key), 1, districts)
     return F.concat(area, district.cast("string"), F.lit(" "), _inward(seed, purpose, key))
 
 
 def nearby_postcode(seed: int, purpose: str, key: Column, postcode: Column) -> Column:
     """Another postcode in the same district (a local move)."""
-    outward = F.split(postcode, " ").getItem(0)
+    outward = F.substring_index(postcode, " ", 1)  # not split(): that compiles a regex per row
     return F.concat(outward, F.lit(" "), _inward(seed, purpose, key))
 
 
