@@ -88,7 +88,9 @@ def generate_synthetic(argv: Sequence[str] | None = None) -> int:
 
         env = load_environment(args.conf)
         synthetic = load_synthetic_config(args.synthetic_conf or env.resolve(env.synthetic_config))
-        synthetic.scale(args.scale)
+        from .synthetic.population import PopulationPlan
+
+        PopulationPlan.for_scale(synthetic, synthetic.scale(args.scale), args.scale)  # fail before Spark
         request = GenerationRequest(check_release(args.release), args.scale, args.seed, args.extract_format)
         lakehouse = open_lakehouse(env, args.lakehouse)
         with spark_run(env, "generate_synthetic") as run:
@@ -98,8 +100,43 @@ def generate_synthetic(argv: Sequence[str] | None = None) -> int:
     return run_guarded(body)
 
 
+def submit(argv: Sequence[str] | None = None) -> int:
+    """spark-submit a job with the packages, jars and driver memory its environment needs."""
+    parser = argparse.ArgumentParser(
+        prog="datafirst submit",
+        description="Submit a job under jobs/ to the master named in --conf, adding Delta's "
+        "packages and Splink's jar. Arguments after '--' go to the job.",
+    )
+    parser.add_argument("--conf", default=DEFAULT_ENVIRONMENT, help="environment YAML (default: %(default)s)")
+    parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    parser.add_argument("job", help="e.g. jobs/generate_synthetic.py")
+    parser.add_argument("job_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    configure_logging()
+    job_args = args.job_args[1:] if args.job_args[:1] == ["--"] else args.job_args
+    try:
+        env = load_environment(args.conf)
+    except ConfigError as exc:
+        log.error("error: %s", exc)
+        return EXIT_BAD_INPUT
+    if not Path(args.job).is_file():
+        log.error("error: %s: job file not found", args.job)
+        return EXIT_BAD_INPUT
+
+    from .submit import spark_submit_command, spark_submit_environment
+
+    command = spark_submit_command(env, Path(args.job).resolve(), job_args)
+    if args.dry_run:
+        print(" ".join(command))
+        return EXIT_OK
+    import subprocess
+
+    return subprocess.call(command, env=spark_submit_environment())
+
+
 COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "generate": generate_synthetic,
+    "submit": submit,
 }
 
 
@@ -109,3 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"usage: datafirst {{{','.join(COMMANDS)}}} [options]   (datafirst COMMAND --help)", file=sys.stderr)
         return EXIT_BAD_INPUT
     return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -85,6 +85,9 @@ def build_session(env: EnvironmentConfig, app_name: str, scratch_dir: str) -> Sp
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": str(settings.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
+        # Plans hold large constant arrays (the synthetic name pools); Spark renders every
+        # plan as text for its listeners, and untruncated that exhausted a 6 GB heap.
+        "spark.sql.maxPlanStringLength": "200000",
     }
     if settings.driver_memory:
         conf["spark.driver.memory"] = settings.driver_memory

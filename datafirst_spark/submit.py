@@ -5,7 +5,9 @@ Used by the tests (which run the real jobs through spark-submit) and by the scri
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,7 +48,20 @@ def spark_submit_command(env: EnvironmentConfig, job: str | Path, job_args: Sequ
             command += ["--executor-memory", settings.executor_memory]
         if settings.executor_cores:
             command += ["--executor-cores", str(settings.executor_cores)]
+    for key, value in settings.extra.items():
+        # launch-time settings (JVM options, memory) only work from the command line
+        command += ["--conf", f"{key}={value}"]
     job_path = Path(job)
     if not job_path.is_absolute():
         job_path = REPO_ROOT / job_path
     return [*command, str(job_path), *job_args]
+
+
+def spark_submit_environment() -> dict[str, str]:
+    """The environment for spark-submit: Python workers and driver use this interpreter
+    (the one the package and its pinned dependencies are installed in)."""
+    return {
+        **os.environ,
+        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
+    }

@@ -14,9 +14,7 @@ Options: --datafirst-synthetic-conf PATH (default: <rootdir>/conf/synthetic.yaml
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +57,7 @@ def test_environment(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pyt
         "spark": SparkSettings(
             master="local[2]",
             app_name="datafirst-spark-tests",
-            driver_memory="3g",
+            driver_memory="6g",
             shuffle_partitions=2,
             ui_enabled=False,
         ).model_dump(exclude_none=True),
@@ -97,11 +95,10 @@ class SyntheticRelease:
 
 def run_job(env: TestEnvironment, job: str, args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
     """Run a job under spark-submit as a user would; the result carries its output."""
-    from .submit import spark_submit_command
+    from .submit import spark_submit_command, spark_submit_environment
 
     command = spark_submit_command(env.config, job, ["--conf", str(env.path), *args])
-    child_env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=child_env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=spark_submit_environment())
 
 
 @pytest.fixture(scope="session")

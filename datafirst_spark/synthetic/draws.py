@@ -30,28 +30,40 @@ def integer_between(u: Column, low: int | Column, high: int | Column) -> Column:
     return (low_c + F.floor(u * (high_c - low_c + 1))).cast("int")
 
 
-_CASE_LIMIT = 24  # beyond this, a CASE per row bloats generated code past the JVM's 64 KB
+# Up to this many keys, an exact CASE chain (callers pass a materialised draw column,
+# since each branch's condition reads it). Beyond, a constant slot array: a few of those
+# are cheap, but dozens in one projection push generated code past the JVM's 64 KB.
+_CASE_LIMIT = 24
 _TABLE_SLOTS = 8192
+
+
+def _slots(weights: Mapping[Any, float]) -> list[Any]:
+    """``_TABLE_SLOTS`` keys, each repeated in proportion to its weight (at least once)."""
+    items = [(k, w) for k, w in weights.items() if w > 0]
+    if not items:
+        raise ValueError("weighted_choice needs at least one positive weight")
+    total = float(sum(w for _, w in items))
+    slots: list[Any] = []
+    cumulative = 0.0
+    for index, (key, weight) in enumerate(items):
+        cumulative += weight / total
+        end = _TABLE_SLOTS if index == len(items) - 1 else max(len(slots) + 1, round(cumulative * _TABLE_SLOTS))
+        slots += [key] * (end - len(slots))
+    return slots[:_TABLE_SLOTS]
 
 
 def weighted_choice(u: Column, weights: Mapping[Any, float]) -> Column:
     """One of the keys of ``weights`` with the given probabilities (they need not add to 1).
 
-    Up to a couple of dozen keys this is an exact CASE; beyond, an index into a literal
-    array of slots (probabilities rounded to 1/8192, every key keeping at least one slot).
+    Up to a couple of dozen keys this is an exact CASE; beyond, an index into a constant
+    array of 8192 slots (probabilities rounded to 1/8192, every key keeping at least one).
     """
-    total = float(sum(weights.values()))
     items = [(k, w) for k, w in weights.items() if w > 0]
+    if len(items) > _CASE_LIMIT:
+        return F.element_at(folded_array(_slots(weights)), (F.floor(u * _TABLE_SLOTS) + 1).cast("int"))
     if not items:
         raise ValueError("weighted_choice needs at least one positive weight")
-    if len(items) > _CASE_LIMIT:
-        slots: list[Any] = []
-        cumulative = 0.0
-        for index, (key, weight) in enumerate(items):
-            cumulative += weight / total
-            end = _TABLE_SLOTS if index == len(items) - 1 else max(len(slots) + 1, round(cumulative * _TABLE_SLOTS))
-            slots += [key] * (end - len(slots))
-        return F.element_at(folded_array(slots[:_TABLE_SLOTS]), (F.floor(u * _TABLE_SLOTS) + 1).cast("int"))
+    total = float(sum(w for _, w in items))
     cumulative = 0.0
     expression = None
     for key, weight in items[:-1]:
@@ -60,6 +72,17 @@ def weighted_choice(u: Column, weights: Mapping[Any, float]) -> Column:
         expression = F.when(*branch) if expression is None else expression.when(*branch)
     last = F.lit(items[-1][0])
     return last if expression is None else expression.otherwise(last)
+
+
+def conditional_choice(condition: Column, u: Column, tables: list[Mapping[Any, float]]) -> Column:
+    """A key of ``tables[condition]`` (``condition`` a 0-based index column) drawn by ``u``.
+
+    All tables share one constant array of slots, so one expression of fixed size serves
+    any number of conditions (a CASE per condition made code too large to compile).
+    """
+    flattened = [key for table in tables for key in _slots(table)]
+    position = condition * _TABLE_SLOTS + F.floor(u * _TABLE_SLOTS).cast("int") + 1
+    return F.when(condition.isNotNull(), F.element_at(folded_array(flattened), position))
 
 
 def lookup(mapping: Mapping[Any, Any], key: Column) -> Column:
@@ -86,3 +109,4 @@ def folded_array(values: list[Any]) -> Column:
     if all(isinstance(v, int) for v in values):
         return array.cast("array<int>")
     return array
+

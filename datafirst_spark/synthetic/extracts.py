@@ -17,7 +17,7 @@ from .corruption import (
     keyboard_typo,
 )
 from .draws import integer_between, lookup, uniform, weighted_choice
-from .names import draw_name
+from .names import NameSampler
 from .postcodes import nearby_postcode
 
 NPD_COLUMNS = [
@@ -72,7 +72,7 @@ def _with_helpers(
     config: SyntheticConfig,
     seed: int,
     source: str,
-    name_table: DataFrame,
+    names: NameSampler,
     nicknames: DataFrame,
     needs_other_surname: Column,
 ) -> DataFrame:
@@ -84,9 +84,13 @@ def _with_helpers(
     df = df.withColumn(
         VARIATION, F.coalesce(lookup(variation, F.col("forename_origin")), F.lit(variation["default"]))
     )
-    df = draw_name(
-        df, name_table, F.when(needs_other_surname, F.concat(F.lit("surname|"), F.col("surname_origin"))),
-        uniform(seed, f"{source}:other_surname", key), OTHER_SURNAME,
+    df = names.draw(
+        df,
+        {
+            OTHER_SURNAME: names.surname(
+                F.when(needs_other_surname, F.col("surname_origin")), uniform(seed, f"{source}:other_surname", key)
+            )
+        },
     )
     df = df.join(
         F.broadcast(nicknames.withColumnRenamed("name", "_nick_name").withColumnRenamed("variants", "_variants")),
@@ -129,7 +133,7 @@ def _upn(index: Column) -> Column:
 
 
 def npd_records(
-    people: DataFrame, config: SyntheticConfig, seed: int, name_table: DataFrame, nicknames: DataFrame
+    people: DataFrame, config: SyntheticConfig, seed: int, names: NameSampler, nicknames: DataFrame
 ) -> DataFrame:
     spec, rates = config.npd, config.corruption.npd
     records = _copies(people.filter("in_npd_cohorts"), seed, "npd:duplicate", spec.duplicate_pupil_rate)
@@ -150,7 +154,7 @@ def npd_records(
         nearby_postcode(seed, "npd:old_address", key, F.col("home_postcode"))
     )
     needs_other_surname = happens(seed, "npd", "surname_change", rates.surname_change)
-    records = _with_helpers(records, config, seed, "npd", name_table, nicknames, needs_other_surname)
+    records = _with_helpers(records, config, seed, "npd", names, nicknames, needs_other_surname)
     records = records.withColumn("_true_ethnicity", F.col("ethnicity"))
     records = apply_corruptions(records, rates, seed, "npd", old_postcode)
     recorded, tag = _recorded_ethnicity(seed, "npd", rates, F.col("_true_ethnicity"))
@@ -184,7 +188,7 @@ def npd_records(
 
 
 def pnc_records(
-    people: DataFrame, config: SyntheticConfig, seed: int, name_table: DataFrame, nicknames: DataFrame
+    people: DataFrame, config: SyntheticConfig, seed: int, names: NameSampler, nicknames: DataFrame
 ) -> DataFrame:
     spec, rates = config.pnc, config.corruption.pnc
     records = _copies(people.filter("offends"), seed, "pnc:duplicate", spec.duplicate_person_rate)
@@ -220,7 +224,7 @@ def pnc_records(
         .otherwise(nearby_postcode(seed, "pnc:old_address", key, F.col("home_postcode")))
     )
     needs_other_surname = happens(seed, "pnc", "surname_change", rates.surname_change) | (F.col("_alias_count") > 0)
-    records = _with_helpers(records, config, seed, "pnc", name_table, nicknames, needs_other_surname)
+    records = _with_helpers(records, config, seed, "pnc", names, nicknames, needs_other_surname)
     records = records.withColumns(
         {"_true_forename": F.col("forename"), "_true_surname": F.col("surname"), "_true_dob": F.col("dob"),
          "_true_ethnicity": F.col("ethnicity")}

@@ -15,9 +15,10 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from ..config import ConfigError
 from .config import PopulationSpec, ScaleSpec, SyntheticConfig
-from .draws import integer_between, lookup, uniform, weighted_choice
-from .names import draw_name
+from .draws import conditional_choice, integer_between, lookup, uniform, weighted_choice
+from .names import NameSampler
 from .postcodes import moved_postcode, random_postcode
 
 FAMILY_BLOCK = 12  # people are laid out in blocks of 12 ids, each cut into families
@@ -35,11 +36,18 @@ class PopulationPlan:
     pnc_people: int
 
     @classmethod
-    def for_scale(cls, config: SyntheticConfig, scale: ScaleSpec) -> PopulationPlan:
+    def for_scale(cls, config: SyntheticConfig, scale: ScaleSpec, name: str = "") -> PopulationPlan:
         school_people = round(scale.npd_records / (1 + config.npd.duplicate_pupil_rate))
         pnc_people = round(scale.pnc_records / (1 + config.pnc.duplicate_person_rate))
         never_in_npd = round(pnc_people * config.pnc.never_in_npd_share)
-        return cls(school_people, never_in_npd, pnc_people - never_in_npd, pnc_people)
+        plan = cls(school_people, never_in_npd, pnc_people - never_in_npd, pnc_people)
+        if plan.school_offenders_expected > school_people / 2:
+            # offending chances are capped at 1: such a scale would silently give fewer PNC records
+            raise ConfigError(
+                f"scale {name!r}: {plan.school_offenders_expected} PNC people schooled in England "
+                f"would be more than half of the {school_people} pupils; raise npd_records or lower pnc_records"
+            )
+        return plan
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -61,13 +69,10 @@ def family_patterns(spark: SparkSession, spec: PopulationSpec, seed: int) -> Dat
     return spark.createDataFrame(rows, schema)
 
 
-def _mixture(spec: PopulationSpec, ethnicity: Column, u: Column) -> Column:
-    """A name origin drawn from the mixture configured for each ethnicity."""
-    expression = None
-    for code, mix in spec.name_origins.items():
-        branch = (ethnicity == code, weighted_choice(u, mix))
-        expression = F.when(*branch) if expression is None else expression.when(*branch)
-    return expression
+def _origin_mixture(spec: PopulationSpec) -> tuple[dict[str, int], list[dict[str, float]]]:
+    """(ethnicity code -> index, the name-origin mixture of each index)."""
+    codes = sorted(spec.name_origins)
+    return {code: i for i, code in enumerate(codes)}, [spec.name_origins[code] for code in codes]
 
 
 def _days_between(start: date, end: date) -> int:
@@ -79,7 +84,7 @@ def build_population(
     config: SyntheticConfig,
     plan: PopulationPlan,
     seed: int,
-    name_table: DataFrame,
+    names: NameSampler,
     partitions: int | None = None,
 ) -> DataFrame:
     spec = config.population
@@ -88,38 +93,47 @@ def build_population(
     people = school.unionByName(outsiders)
     person, family = F.col("person_id"), F.col("family_id")
 
-    people = (
-        people.withColumn("ethnicity", weighted_choice(uniform(seed, "ethnicity", family), spec.ethnicity))
-        .withColumn(
-            "sex",
-            F.when(
-                uniform(seed, "sex", person)
-                < F.when(F.col("in_npd_cohorts"), spec.male_share).otherwise(config.pnc.male_share),
-                "M",
-            ).otherwise("F"),
-        )
-        .withColumn("surname_origin", _mixture(spec, F.col("ethnicity"), uniform(seed, "surname_origin", family)))
-        .withColumn("forename_origin", _mixture(spec, F.col("ethnicity"), uniform(seed, "forename_origin", person)))
-        .withColumn("_double_surname", uniform(seed, "double_surname", family) < spec.double_surname_rate)
-        .withColumn("_second_origin", _mixture(spec, F.col("ethnicity"), uniform(seed, "second_origin", family)))
-        .withColumn(
-            "_middle_count",
-            weighted_choice(uniform(seed, "middle_count", person), spec.middle_names).cast("int"),
-        )
+    # draws read by CASE chains are materialised first, so each is hashed once
+    people = people.withColumns(
+        {
+            f"_u_{purpose}": uniform(seed, purpose, key)
+            for purpose, key in [
+                ("ethnicity", family), ("surname_origin", family), ("forename_origin", person),
+                ("second_origin", family), ("middle_count", person),
+            ]
+        }
     )
-    forenames = F.concat(F.lit("forename|"), F.col("forename_origin"), F.lit("|"), F.col("sex"))
-    surnames = F.concat(F.lit("surname|"), F.col("surname_origin"))
-    second_surnames = F.when(F.col("_double_surname"), F.concat(F.lit("surname|"), F.col("_second_origin")))
-    people = draw_name(people, name_table, surnames, uniform(seed, "surname", family), "_surname_1")
-    people = draw_name(people, name_table, second_surnames, uniform(seed, "surname_2", family), "_surname_2")
-    people = draw_name(people, name_table, forenames, uniform(seed, "forename", person), "forename")
-    people = draw_name(
-        people, name_table, F.when(F.col("_middle_count") >= 1, forenames),
-        uniform(seed, "middle_1", person), "_middle_1",
+    people = people.withColumn("ethnicity", weighted_choice(F.col("_u_ethnicity"), spec.ethnicity))
+    ethnicity_index, mixtures = _origin_mixture(spec)
+    people = people.withColumn("_ethnicity_index", lookup(ethnicity_index, F.col("ethnicity")))
+    male_share = F.when(F.col("in_npd_cohorts"), spec.male_share).otherwise(config.pnc.male_share)
+    group = F.col("_ethnicity_index")
+    people = people.withColumns(
+        {
+            "sex": F.when(uniform(seed, "sex", person) < male_share, "M").otherwise("F"),
+            "surname_origin": conditional_choice(group, F.col("_u_surname_origin"), mixtures),
+            "forename_origin": conditional_choice(group, F.col("_u_forename_origin"), mixtures),
+            "_double_surname": uniform(seed, "double_surname", family) < spec.double_surname_rate,
+            "_second_origin": conditional_choice(group, F.col("_u_second_origin"), mixtures),
+            "_middle_count": weighted_choice(F.col("_u_middle_count"), spec.middle_names).cast("int"),
+        }
     )
-    people = draw_name(
-        people, name_table, F.when(F.col("_middle_count") >= 2, forenames),
-        uniform(seed, "middle_2", person), "_middle_2",
+    origin, sex = F.col("forename_origin"), F.col("sex")
+    people = names.draw(
+        people,
+        {
+            "_surname_1": names.surname(F.col("surname_origin"), uniform(seed, "surname", family)),
+            "_surname_2": names.surname(
+                F.when(F.col("_double_surname"), F.col("_second_origin")), uniform(seed, "surname_2", family)
+            ),
+            "forename": names.forename(origin, sex, uniform(seed, "forename", person)),
+            "_middle_1": names.forename(
+                F.when(F.col("_middle_count") >= 1, origin), sex, uniform(seed, "middle_1", person)
+            ),
+            "_middle_2": names.forename(
+                F.when(F.col("_middle_count") >= 2, origin), sex, uniform(seed, "middle_2", person)
+            ),
+        },
     )
     hyphen = F.when(uniform(seed, "surname_joiner", family) < 0.6, "-").otherwise(" ")
     people = people.withColumn(
@@ -171,7 +185,8 @@ def _school_people(
         """Days from the eldest child's birth to ``child``'s."""
         return sum((F.when(child >= j, F.col(f"_gap_{j}")).otherwise(0) for j in range(1, largest)), F.lit(0))
 
-    cohort = weighted_choice(uniform(seed, "cohort", family), spec.cohort_births)
+    people = people.withColumn("_u_cohort", uniform(seed, "cohort", family))
+    cohort = weighted_choice(F.col("_u_cohort"), spec.cohort_births)
     eldest_dob = F.date_add(F.make_date(cohort, F.lit(9), F.lit(1)), integer_between(uniform(seed, "birthday", family), 0, 364))
     # A family whose youngest would be born after the last cohort gets its eldest's birth
     # redrawn uniformly from the dates where it fits (clamping would pile births up on
