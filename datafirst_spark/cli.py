@@ -49,6 +49,7 @@ def open_lakehouse(env: EnvironmentConfig, override: str | None) -> Lakehouse:
             probe = root / ".write-test"
             probe.write_text("ok")
             probe.unlink()
+            lakehouse.create_areas()
         except OSError as exc:
             raise ConfigError(f"lakehouse {root}: not writable ({exc.strerror})") from None
     return lakehouse

@@ -44,6 +44,12 @@ class Lakehouse:
             root = str(Path(root.removeprefix("file://")).expanduser().resolve())
         return cls(root.rstrip("/"))
 
+    def create_areas(self) -> None:
+        """Make the top-level areas of a local lakehouse (object stores need no folders)."""
+        if is_local(self.root):
+            for area in AREAS:
+                Path(self.area(area)).mkdir(parents=True, exist_ok=True)
+
     def area(self, name: str) -> str:
         if name not in AREAS:
             raise ValueError(f"unknown lakehouse area {name!r}")

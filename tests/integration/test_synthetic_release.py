@@ -1,6 +1,7 @@
 """The tiny synthetic release, made by the real job through spark-submit."""
 
 import re
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -127,3 +128,19 @@ def test_aliases_are_in_pnc_form(pnc):
     for entry in aliases:
         for alias in entry.split(";"):
             assert re.match(r"^[^/;]+/[^/;]+$", alias), alias
+
+
+def test_lakehouse_areas_exist_and_run_scratch_is_removed(tiny_release, test_environment):
+    root = tiny_release.lakehouse.root
+    assert sorted(p.name for p in Path(root).iterdir()) == ["curated", "landing", "research", "truth"]
+    scratch = Path(test_environment.config.scratch_root)
+    leftovers = [p.name for p in scratch.iterdir() if p.name != "session"] if scratch.exists() else []
+    assert leftovers == []  # every job run deletes its own scratch (Spark local dir, checkpoints)
+
+
+def test_parquet_extracts_are_an_option(spark, tmp_path):
+    from datafirst_spark.synthetic.generate import _write_extract
+
+    df = spark.createDataFrame([("PMR1", "Ann")], "pupil_ref string, forename string")
+    _write_extract(df, str(tmp_path / "npd"), "parquet")
+    assert spark.read.parquet(str(tmp_path / "npd")).collect() == df.collect()
