@@ -59,10 +59,10 @@ def weighted_choice(u: Column, weights: Mapping[Any, float]) -> Column:
     array of 8192 slots (probabilities rounded to 1/8192, every key keeping at least one).
     """
     items = [(k, w) for k, w in weights.items() if w > 0]
-    if len(items) > _CASE_LIMIT:
-        return F.element_at(folded_array(_slots(weights)), (F.floor(u * _TABLE_SLOTS) + 1).cast("int"))
     if not items:
         raise ValueError("weighted_choice needs at least one positive weight")
+    if len(items) > _CASE_LIMIT:
+        return F.element_at(folded_array(_slots(weights)), (F.floor(u * _TABLE_SLOTS) + 1).cast("int"))
     total = float(sum(w for _, w in items))
     cumulative = 0.0
     expression = None

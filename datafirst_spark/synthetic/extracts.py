@@ -115,10 +115,17 @@ def _recorded_ethnicity(seed: int, source: str, rates: CorruptionRates, true_cod
     return recorded, tag
 
 
-def _copies(df: DataFrame, seed: int, purpose: str, rate: float) -> DataFrame:
-    """One row per record: every person once, some twice (copy 1)."""
-    twice = uniform(seed, purpose, F.col("person_id")) < rate
-    return df.withColumn("copy", F.explode(F.when(twice, F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))))
+def _records(people: DataFrame, seed: int, source: str, rate: float, key_offset: int) -> DataFrame:
+    """One row per record: every person once, some (``rate``) twice (copy 1), with a
+    unique ``_record_index`` (person_id * 2 + copy) and the record key all draws hash.
+    Sources use disjoint key ranges so that their draws for one person differ."""
+    twice = uniform(seed, f"{source}:duplicate", F.col("person_id")) < rate
+    copies = F.when(twice, F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))
+    return (
+        people.withColumn("copy", F.explode(copies))
+        .withColumn("_record_index", F.col("person_id") * 2 + F.col("copy"))
+        .withColumn(RECORD_KEY, F.col("_record_index") + F.lit(key_offset))
+    )
 
 
 def _upn(index: Column) -> Column:
@@ -136,10 +143,8 @@ def npd_records(
     people: DataFrame, config: SyntheticConfig, seed: int, names: NameSampler, nicknames: DataFrame
 ) -> DataFrame:
     spec, rates = config.npd, config.corruption.npd
-    records = _copies(people.filter("in_npd_cohorts"), seed, "npd:duplicate", spec.duplicate_pupil_rate)
-    index = F.col("person_id") * 2 + F.col("copy")
-    records = records.withColumn(RECORD_KEY, index)
-    key = F.col(RECORD_KEY)
+    records = _records(people.filter("in_npd_cohorts"), seed, "npd", spec.duplicate_pupil_rate, 0)
+    index, key = F.col("_record_index"), F.col(RECORD_KEY)
 
     last_census = F.least(F.lit(spec.last_census_year), F.greatest(F.lit(spec.first_census_year), F.year("dob") + 16))
     earliest_census = F.greatest(F.lit(spec.first_census_year), F.year("dob") + 5)
@@ -191,11 +196,8 @@ def pnc_records(
     people: DataFrame, config: SyntheticConfig, seed: int, names: NameSampler, nicknames: DataFrame
 ) -> DataFrame:
     spec, rates = config.pnc, config.corruption.pnc
-    records = _copies(people.filter("offends"), seed, "pnc:duplicate", spec.duplicate_person_rate)
-    index = F.col("person_id") * 2 + F.col("copy")
-    # PNC draws must not coincide with NPD's for the same person: offset the key space
-    records = records.withColumn(RECORD_KEY, index + F.lit(1 << 40))
-    key = F.col(RECORD_KEY)
+    records = _records(people.filter("offends"), seed, "pnc", spec.duplicate_person_rate, 1 << 40)
+    index, key = F.col("_record_index"), F.col(RECORD_KEY)
 
     earliest = F.greatest(F.make_date(F.lit(spec.first_offence_year), F.lit(1), F.lit(1)), F.add_months("dob", 120))
     latest = F.make_date(F.lit(spec.last_offence_year), F.lit(12), F.lit(31))
