@@ -101,6 +101,42 @@ def generate_synthetic(argv: Sequence[str] | None = None) -> int:
     return run_guarded(body)
 
 
+def ingest(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ingest",
+        description="Validate and standardise each dataset's extract for a release into "
+        "staging/<release>/<dataset>/{records,quarantine}, with counts in _ingest.json.",
+    )
+    common_arguments(parser)
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        help="a spec name in the environment's datasets folder (npd, pnc), a path to a spec "
+        "YAML, or 'all' (the default); repeat for several",
+    )
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+
+    def body() -> None:
+        from .datasets import resolve_dataset_specs
+        from .ingest import REPORT_FILE, find_extract, ingest_dataset
+        from .session import spark_run
+
+        env = load_environment(args.conf)
+        specs = resolve_dataset_specs(env, args.dataset or ["all"])
+        release = check_release(args.release)
+        lakehouse = open_lakehouse(env, args.lakehouse)
+        # local extracts are checked before Spark starts; remote ones need its file systems
+        found = {spec.dataset: find_extract(None, spec, lakehouse, release) for spec in specs if is_local(lakehouse.root)}
+        with spark_run(env, "ingest") as run:
+            for spec in specs:
+                extract = found.get(spec.dataset) or find_extract(run.spark, spec, lakehouse, release)
+                ingest_dataset(run.spark, spec, lakehouse, release, run.scratch_dir, extract)
+                print(lakehouse.staging(release, spec.dataset, REPORT_FILE))
+
+    return run_guarded(body)
+
+
 def submit(argv: Sequence[str] | None = None) -> int:
     """spark-submit a job with the packages, jars and driver memory its environment needs."""
     parser = argparse.ArgumentParser(
@@ -137,6 +173,7 @@ def submit(argv: Sequence[str] | None = None) -> int:
 
 COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "generate": generate_synthetic,
+    "ingest": ingest,
     "submit": submit,
 }
 

@@ -77,6 +77,7 @@ class EnvironmentConfig(StrictModel):
         "folder for local masters, <lakehouse_root>/_scratch otherwise.",
     )
     synthetic_config: str = "synthetic.yaml"
+    datasets: str = Field(default="datasets", description="Folder of dataset specs, relative to this file.")
     spark: SparkSettings = Field(default_factory=SparkSettings)
 
     source_file: Path | None = Field(default=None, exclude=True)

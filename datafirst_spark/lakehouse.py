@@ -1,6 +1,8 @@
 """Where everything lives under one lakehouse root (a local folder or a URI).
 
     landing/<release>/<dataset>/   raw extracts as delivered
+    staging/<release>/<dataset>/   a release's work in progress: standardised records,
+                                   quarantine, counts (overwritten when a stage re-runs)
     truth/<release>/<table>/       synthetic ground truth only (Delta)
     curated/<table>/               published Delta tables (every release in one table)
     research/<release>/<table>/    de-identified extracts, granted separately
@@ -18,7 +20,7 @@ from pyspark.sql import SparkSession
 
 from .config import ConfigError
 
-AREAS = ("landing", "curated", "research", "truth")
+AREAS = ("landing", "staging", "curated", "research", "truth")
 _RELEASE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 
 
@@ -59,6 +61,10 @@ class Lakehouse:
         path = f"{self.area('landing')}/{check_release(release)}"
         return f"{path}/{dataset}" if dataset else path
 
+    def staging(self, release: str, dataset: str, table: str | None = None) -> str:
+        path = f"{self.area('staging')}/{check_release(release)}/{dataset}"
+        return f"{path}/{table}" if table else path
+
     def truth(self, release: str, table: str | None = None) -> str:
         path = f"{self.area('truth')}/{check_release(release)}"
         return f"{path}/{table}" if table else path
@@ -79,11 +85,59 @@ def write_json(spark: SparkSession, path: str, payload: dict[str, Any]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         return
-    jvm = spark.sparkContext._jvm  # noqa: SLF001
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # noqa: SLF001
+    hadoop_path, fs = hadoop_file_system(spark, path)
     stream = fs.create(hadoop_path, True)
     try:
         stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def hadoop_file_system(spark: SparkSession, path: str):  # noqa: ANN202 - py4j objects
+    jvm = spark.sparkContext._jvm  # noqa: SLF001
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    return hadoop_path, hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # noqa: SLF001
+
+
+def _is_data_file(name: str) -> bool:
+    # the files Spark's readers skip: _SUCCESS, _delta_log, .crc and other hidden files
+    return not name.startswith(("_", "."))
+
+
+def list_data_files(spark: SparkSession | None, path: str) -> list[tuple[str, int]] | None:
+    """(file, size in bytes) for a file, or the data files directly in a folder, as
+    Spark's file readers would see them; None if the path does not exist. Local paths
+    need no Spark session."""
+    if is_local(path):
+        local = Path(path.removeprefix("file://"))
+        if not local.exists():
+            return None
+        if local.is_file():
+            return [(str(local), local.stat().st_size)]
+        return sorted((str(p), p.stat().st_size) for p in local.iterdir() if p.is_file() and _is_data_file(p.name))
+    if spark is None:
+        raise ValueError(f"{path}: a remote path needs a Spark session to be listed")
+    hadoop_path, fs = hadoop_file_system(spark, path)
+    if not fs.exists(hadoop_path):
+        return None
+    status = fs.getFileStatus(hadoop_path)
+    if status.isFile():
+        return [(path, status.getLen())]
+    return sorted(
+        (str(s.getPath().toString()), s.getLen())
+        for s in fs.listStatus(hadoop_path)
+        if s.isFile() and _is_data_file(s.getPath().getName())
+    )
+
+
+def read_head(spark: SparkSession | None, path: str, size: int = 1 << 16) -> bytes:
+    """The first ``size`` bytes of a file (local without Spark, else through Hadoop)."""
+    if is_local(path):
+        with open(path.removeprefix("file://"), "rb") as handle:
+            return handle.read(size)
+    hadoop_path, fs = hadoop_file_system(spark, path)
+    stream = fs.open(hadoop_path)
+    try:
+        return bytes(stream.readNBytes(size))
     finally:
         stream.close()

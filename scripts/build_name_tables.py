@@ -6,7 +6,7 @@ Sources (both on PyPI): ``names-dataset`` (ranked first names by sex and surname
 106 countries, from a large social-network sample) and ``nicknames`` (hand-curated
 English name/nickname pairs). Loading names-dataset takes ~2 GB and ~15 s, so the
 generator reads the small derived tables this script commits under
-``datafirst_spark/synthetic/data/`` instead.
+``datafirst_spark/reference/`` instead.
 
 Each *origin* is the name pool of a community in England. Where names-dataset has no
 country (Pakistan, Somalia), the pool is derived and said so below. The British pool
@@ -23,7 +23,7 @@ import re
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "datafirst_spark" / "synthetic" / "data"
+OUT = Path(__file__).resolve().parents[1] / "datafirst_spark" / "reference"
 
 FORENAMES_PER_SEX = 1500
 SURNAMES = 4000

@@ -7,27 +7,18 @@ Walker's alias method, in Spark expressions.
 
 from __future__ import annotations
 
-import csv
-import gzip
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from importlib import resources
+from functools import cached_property
 from typing import NamedTuple
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..config import ConfigError
+from ..reference import read_table
 from .config import NameFrequency, PopulationSpec
 from .draws import folded_array, lookup
-
-
-@lru_cache(maxsize=None)
-def _read_table(file_name: str) -> tuple[dict[str, str], ...]:
-    data = resources.files("datafirst_spark.synthetic").joinpath("data", file_name)
-    with gzip.open(data.open("rb"), "rt", encoding="utf-8") as handle:
-        return tuple(csv.DictReader(handle))
 
 
 def forename_pool(origin: str, sex: str) -> str:
@@ -47,11 +38,11 @@ def ranked_pools(spec: PopulationSpec) -> dict[str, list[tuple[str, float]]]:
     """Pool key -> [(NAME, probability)], for every origin the config uses."""
     used = {origin for mix in spec.name_origins.values() for origin in mix}
     forenames: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
-    for row in _read_table("forenames.csv.gz"):
+    for row in read_table("forenames.csv.gz"):
         if row["origin"] in used:
             forenames[(row["origin"], row["sex"])].append((int(row["rank"]), row["name"]))
     surnames: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for row in _read_table("surnames.csv.gz"):
+    for row in read_table("surnames.csv.gz"):
         if row["origin"] in used:
             surnames[row["origin"]].append((int(row["rank"]), row["name"]))
 
@@ -194,7 +185,7 @@ class NameDraw(NamedTuple):
 def nickname_table(spark: SparkSession) -> DataFrame:
     """(name, variants): every name with the nicknames and formal names it pairs with."""
     variants: dict[str, set[str]] = defaultdict(set)
-    for row in _read_table("nicknames.csv.gz"):
+    for row in read_table("nicknames.csv.gz"):
         formal, nick = row["name"].upper(), row["nickname"].upper()
         variants[formal].add(nick)
         variants[nick].add(formal)
