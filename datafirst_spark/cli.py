@@ -121,6 +121,7 @@ def ingest(argv: Sequence[str] | None = None) -> int:
         from .datasets import resolve_dataset_specs
         from .ingest import REPORT_FILE, find_extract, ingest_dataset
         from .session import spark_run
+        from .standardise import canonical_forenames
 
         env = load_environment(args.conf)
         specs = resolve_dataset_specs(env, args.dataset or ["all"])
@@ -129,9 +130,10 @@ def ingest(argv: Sequence[str] | None = None) -> int:
         # local extracts are checked before Spark starts; remote ones need its file systems
         found = {spec.dataset: find_extract(None, spec, lakehouse, release) for spec in specs if is_local(lakehouse.root)}
         with spark_run(env, "ingest") as run:
+            forename_table = canonical_forenames(run.spark)
             for spec in specs:
                 extract = found.get(spec.dataset) or find_extract(run.spark, spec, lakehouse, release)
-                ingest_dataset(run.spark, spec, lakehouse, release, run.scratch_dir, extract)
+                ingest_dataset(run.spark, spec, lakehouse, release, run.scratch_dir, extract, forename_table)
                 print(lakehouse.staging(release, spec.dataset, REPORT_FILE))
 
     return run_guarded(body)

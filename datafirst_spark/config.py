@@ -9,7 +9,7 @@ the cause without a stack trace.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -46,6 +46,9 @@ class SparkSettings(StrictModel):
     executor_instances: int | None = Field(default=None, ge=1)
     shuffle_partitions: int = Field(default=200, ge=1)
     ui_enabled: bool = True
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = Field(
+        default="WARN", description="Spark's own log level once the session is up; the suite logs its stages at INFO."
+    )
     resolve_packages_at_start: bool = Field(
         default=True,
         description="Fetch Delta's jars from Maven when the session starts. Under "

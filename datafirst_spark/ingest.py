@@ -281,7 +281,9 @@ def _text_field(spec: DatasetSpec, field_spec: FieldSpec) -> Column:
     else:
         value = F.coalesce(*values) if len(values) > 1 else values[0]
     if field_spec.extract is not None:
-        value = _not_placeholder(F.nullif(F.regexp_extract(value, field_spec.extract, 1), F.lit("")), placeholders)
+        value = F.nullif(F.regexp_extract(value, field_spec.extract, 1), F.lit(""))
+    if field_spec.extract is not None or field_spec.join is not None:
+        value = _not_placeholder(value, placeholders)  # e.g. 'ZZ99' + '9ZZ' is the placeholder 'ZZ99 9ZZ'
     return value
 
 
@@ -318,37 +320,38 @@ def _not_placeholder_date(value: Column, placeholder_dates: list[Any]) -> Column
 
 def _split_list(value: Column, separator: str) -> Column:
     items = F.split(F.coalesce(value, F.lit("")), re.escape(separator))
-    return F.filter(F.transform(items, F.trim), lambda item: item != "")
+    return F.filter(F.transform(items, lambda item: F.trim(item)), lambda item: item != "")
 
 
-def _aliases(spec: DatasetSpec) -> tuple[Column, Column, Column]:
-    """(alias names as (forename, surname) structs, alias dates of birth, whether an alias
-    date could not be read)."""
-    names_type = MAPPED_SCHEMA["aliases"].dataType
-    names, dobs = F.array().cast(names_type), F.array().cast("array<date>")
-    unreadable = F.lit(False)
+def _alias_names(spec: DatasetSpec) -> Column:
+    """Alias names as (forename, surname) structs; an empty array when the spec has none."""
     aliases = spec.aliases
+    if aliases is None or aliases.names is None:
+        return F.array().cast(MAPPED_SCHEMA["aliases"].dataType)
+    layout = aliases.names
     placeholders = _placeholders(spec, spec.fields.forename) | _placeholders(spec, spec.fields.surname)
-    if aliases is not None and aliases.names is not None:
-        layout = aliases.names
 
-        def part(parts: Column, name: str) -> Column:
-            if name not in layout.parts:
-                return F.lit(None).cast("string")
-            return _not_placeholder(F.trim(F.get(parts, layout.parts.index(name))), placeholders)
+    def part(parts: Column, name: str) -> Column:
+        if name not in layout.parts:
+            return F.lit(None).cast("string")
+        return _not_placeholder(F.trim(F.get(parts, layout.parts.index(name))), placeholders)
 
-        def alias(item: Column) -> Column:
-            parts = F.split(item, re.escape(layout.part_separator))
-            return F.struct(part(parts, "forename").alias("forename"), part(parts, "surname").alias("surname"))
+    def alias(item: Column) -> Column:
+        parts = F.split(item, re.escape(layout.part_separator))
+        return F.struct(part(parts, "forename").alias("forename"), part(parts, "surname").alias("surname"))
 
-        names = F.transform(_split_list(_source(layout.column), layout.separator), alias)
-    if aliases is not None and aliases.dobs is not None:
-        layout = aliases.dobs
-        parsed = F.transform(_split_list(_source(layout.column), layout.separator), lambda d: _parse_date(d, layout.formats))
-        unreadable = F.exists(parsed, lambda d: d.isNull())
-        placeholder_dates = spec.fields.dob.placeholder_dates
-        dobs = F.filter(parsed, lambda d: _not_placeholder_date(d, placeholder_dates).isNotNull())
-    return names, dobs, unreadable
+    return F.transform(_split_list(_source(layout.column), layout.separator), alias)
+
+
+def _alias_dobs_as_read(spec: DatasetSpec) -> Column:
+    """Alias dates of birth, null where one cannot be read. Callers materialise this in
+    a column before reading it twice: an inlined lambda expression used twice in one
+    projection can evaluate wrongly."""
+    aliases = spec.aliases
+    if aliases is None or aliases.dobs is None:
+        return F.array().cast("array<date>")
+    layout = aliases.dobs
+    return F.transform(_split_list(_source(layout.column), layout.separator), lambda d: _parse_date(d, layout.formats))
 
 
 def map_to_canonical(rows: DataFrame, spec: DatasetSpec, release: str) -> DataFrame:
@@ -377,7 +380,6 @@ def map_to_canonical(rows: DataFrame, spec: DatasetSpec, release: str) -> DataFr
         for key in keys[1:]:
             all_present = all_present & key.isNotNull()
         record_id = F.when(all_present, F.concat_ws("|", *keys))
-    names, alias_dobs, alias_dob_unreadable = _aliases(spec)
     carried = [item for name in spec.carry for item in (F.lit(name), _source(name))]
     attributes = F.create_map(*carried) if carried else F.create_map().cast("map<string,string>")
 
@@ -394,9 +396,8 @@ def map_to_canonical(rows: DataFrame, spec: DatasetSpec, release: str) -> DataFr
             "ethnicity_group": coded["ethnicity"][0],
             "ethnicity_code": coded["ethnicity"][1],
             "_ethnicity_unknown": coded["ethnicity"][2],
-            "aliases": names,
-            "alias_dobs": alias_dobs,
-            "_alias_dob_unreadable": alias_dob_unreadable,
+            "aliases": _alias_names(spec),
+            "_alias_dobs_as_read": _alias_dobs_as_read(spec),
             "attributes": attributes,
         }
     )
@@ -421,7 +422,8 @@ def map_to_canonical(rows: DataFrame, spec: DatasetSpec, release: str) -> DataFr
         F.when(dob_value > F.current_date(), F.lit("dob_in_future")),
         F.when(dob_value < F.lit(spec.dob_earliest), F.lit("dob_too_early")),
     ]
-    warnings = [F.when(F.col("_alias_dob_unreadable"), F.lit("alias_dob_unparseable"))]
+    alias_dobs = F.col("_alias_dobs_as_read")
+    warnings = [F.when(F.exists(alias_dobs, lambda d: d.isNull()), F.lit("alias_dob_unparseable"))]
     for name in ("sex", "ethnicity"):
         reject, warn = coded_check(name)
         checks += [reject] if reject is not None else []
@@ -429,7 +431,12 @@ def map_to_canonical(rows: DataFrame, spec: DatasetSpec, release: str) -> DataFr
 
     reasons = F.when(F.size(_PARSE_REASONS) > 0, F.col(_PARSE_REASONS)).otherwise(F.array_compact(F.array(*checks)))
     mapped = staged.withColumns(
-        {"dob": dob_value, "ingest_warnings": F.array_compact(F.array(*warnings)), "reasons": reasons}
+        {
+            "dob": dob_value,
+            "alias_dobs": F.filter(alias_dobs, lambda d: _not_placeholder_date(d, dob_spec.placeholder_dates).isNotNull()),
+            "ingest_warnings": F.array_compact(F.array(*warnings)),
+            "reasons": reasons,
+        }
     )
     return mapped.select(*MAPPED_SCHEMA.fieldNames(), "source_file", "raw_record", "raw_bytes", "reasons")
 
@@ -484,6 +491,21 @@ def _counts(df: DataFrame, array_column: str) -> dict[str, int]:
     return {row["code"]: row["count"] for row in sorted(rows, key=lambda r: (-r["count"], r["code"]))}
 
 
+def _count_readable(rows: DataFrame, extract: Extract) -> int:
+    """Count the rows; a file Spark cannot read (permissions, a checksum mismatch, a
+    truncated compressed file) is an input problem that names the file."""
+    try:
+        return rows.count()
+    except Exception as exc:
+        text = str(exc)
+        if "FAILED_READ_FILE" not in text and "CANNOT_READ_FILE" not in text:
+            raise
+        match = re.search(r"reading file (\S+?)\.?\s", text)
+        cause = getattr(exc, "getMessage", lambda: text)().splitlines()[0][:300]
+        where = match.group(1) if match else extract.location
+        raise ExtractError(f"{where}: cannot be read ({cause})") from None
+
+
 def ingest_dataset(
     spark: SparkSession,
     spec: DatasetSpec,
@@ -491,10 +513,13 @@ def ingest_dataset(
     release: str,
     scratch_dir: str,
     extract: Extract | None = None,
+    forename_table: DataFrame | None = None,
 ) -> IngestReport:
     """Ingest one source for a release into staging/<release>/<dataset>/{records,quarantine}
     and write its counts to _ingest.json there. Raises ExtractError for an unusable
-    extract and RuntimeError if the counts do not reconcile."""
+    extract and RuntimeError if the counts do not reconcile. ``extract`` (from
+    :func:`find_extract`) and ``forename_table`` (from :func:`canonical_forenames`) can be
+    passed in when they are already known, e.g. for several datasets in one run."""
     timer = StageTimer(log)
     dataset = spec.dataset
     extract = extract or find_extract(spark, spec, lakehouse, release)
@@ -502,7 +527,7 @@ def ingest_dataset(
     rows = read_extract(spark, spec, extract)
 
     with timer.stage(f"{dataset}: count input rows") as figures:
-        report.input_rows = figures["rows"] = rows.count()
+        report.input_rows = figures["rows"] = _count_readable(rows, extract)
     if report.input_rows == 0:
         raise ExtractError(f"{extract.location}: no data rows")
 
@@ -515,7 +540,8 @@ def ingest_dataset(
     records_path = lakehouse.staging(release, dataset, RECORDS_TABLE)
     quarantine_path = lakehouse.staging(release, dataset, QUARANTINE_TABLE)
     with timer.stage(f"{dataset}: standardise and write records") as figures:
-        _write_delta(standardise(valid_rows(flagged), canonical_forenames(spark)), records_path)
+        forename_table = forename_table if forename_table is not None else canonical_forenames(spark)
+        _write_delta(standardise(valid_rows(flagged), forename_table), records_path)
         records = spark.read.format("delta").load(records_path)
         report.valid_rows = figures["rows"] = records.count()
         report.warnings = _counts(records, "ingest_warnings")

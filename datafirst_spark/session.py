@@ -115,6 +115,7 @@ def build_session(env: EnvironmentConfig, app_name: str, scratch_dir: str) -> Sp
 
     started = time.monotonic()
     spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.log_level)
     spark.sparkContext.setCheckpointDir(f"{scratch_dir}/checkpoints")
     _check_classpath(spark)
     log.info(

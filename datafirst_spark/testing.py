@@ -54,6 +54,7 @@ def test_environment(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pyt
         "lakehouse_root": str(root / "lakehouse"),
         "scratch_root": str(root / "scratch"),
         "synthetic_config": str(_synthetic_conf_path(pytestconfig).resolve()),
+        "datasets": str((Path(pytestconfig.rootpath) / "conf" / "datasets").resolve()),
         "spark": SparkSettings(
             master="local[2]",
             app_name="datafirst-spark-tests",

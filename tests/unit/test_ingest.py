@@ -128,7 +128,7 @@ def test_pnc_aliases_and_ethnicity_fallback(spark, tmp_path):
     lakehouse = Lakehouse.at(str(tmp_path / "lake"))
     lines = [
         PNC_HEADER,
-        b"2019/00000001A,John,,Smith,19990101,M,NS,IC3,NFA,20190101,20200101,SMITH/JACK;JONES/JOHN,20010101;1999xx01",
+        b"2019/00000001A,John,,Smith,19990101,M,NS,IC3,NFA,20190101,20200101,SMITH/JACK;JONES/JOHN,20010101;19991101;1999xx01",
         b"2019/00000002B,Jane,,Doe,20000202,U,A1,IC1,M1 1AE,20190101,20200101,,",
         b"2019/00000003C,Sam,,Roe,20000303,F,ZZ,IC1,M1 1AE,20190101,20200101,,",
     ]
@@ -144,7 +144,8 @@ def test_pnc_aliases_and_ethnicity_fallback(spark, tmp_path):
     )
     expected = spark.createDataFrame(
         [
-            ("2019/00000001A", "black", "IC3", "M", None, ["SMITH/JACK", "JONES/JOHN"], [dt.date(2001, 1, 1)],
+            ("2019/00000001A", "black", "IC3", "M", None, ["SMITH/JACK", "JONES/JOHN"],
+             [dt.date(2001, 1, 1), dt.date(1999, 11, 1)],
              ["alias_dob_unparseable"]),
             ("2019/00000002B", "asian", "A1", None, "M1 1AE", [], [], []),
             # an unknown self-defined code is a warning (pnc.yaml: unknown_codes: missing); the officer's view stands
