@@ -76,6 +76,7 @@ REPORT_FILE = "_ingest.json"
 _FIELDS = "_fields"  # struct of the source's columns, as text
 _PARSE_REASONS = "_parse_reasons"
 _CORRUPT = "_corrupt_record"
+_IS_HEADER = "_is_header"
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ class IngestReport:
     spec: str
     spec_sha256: str
     extract: str
-    input_rows: int = 0
+    input_rows: int = 0  # data rows: lines other than headers, or table rows
+    header_lines: int = 0
     valid_rows: int = 0
     quarantined_rows: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
@@ -184,8 +186,8 @@ def find_extract(spark: SparkSession | None, spec: DatasetSpec, lakehouse: Lakeh
 
 
 def read_delimited(spark: SparkSession, spec: DatasetSpec, extract: Extract) -> DataFrame:
-    """One row per line after the header: the raw text, the fields as parsed (strings), and
-    the reasons a line cannot be read as a record."""
+    """One row per line: the raw text, the fields as parsed (strings), the reasons a line
+    cannot be read as a record, and whether it is a header line."""
     options = spec.extract
     value = F.col("value")
     if options.encoding == "UTF-8":
@@ -198,7 +200,7 @@ def read_delimited(spark: SparkSession, spec: DatasetSpec, extract: Extract) -> 
         F.when(~well_encoded, value.cast("binary")).alias("raw_bytes"),
         well_encoded.alias("_well_encoded"),
     )
-    lines = lines.filter(F.col("raw_record") != F.lit(extract.header_line))
+    lines = lines.withColumn(_IS_HEADER, F.col("raw_record") == F.lit(extract.header_line))
 
     ddl = ", ".join(f"`{name.replace('`', '``')}` STRING" for name in [*extract.columns, _CORRUPT])
     parse_options = {
@@ -222,7 +224,7 @@ def read_delimited(spark: SparkSession, spec: DatasetSpec, extract: Extract) -> 
             )
         )
     )
-    return parsed.select("source_file", "raw_record", "raw_bytes", _FIELDS, reasons.alias(_PARSE_REASONS))
+    return parsed.select("source_file", "raw_record", "raw_bytes", _FIELDS, reasons.alias(_PARSE_REASONS), _IS_HEADER)
 
 
 def read_table(spark: SparkSession, spec: DatasetSpec, extract: Extract) -> DataFrame:
@@ -248,6 +250,7 @@ def read_table(spark: SparkSession, spec: DatasetSpec, extract: Extract) -> Data
         F.lit(None).cast("binary").alias("raw_bytes"),
         fields.alias(_FIELDS),
         F.array().cast("array<string>").alias(_PARSE_REASONS),
+        F.lit(False).alias(_IS_HEADER),
     )
 
 
@@ -491,19 +494,19 @@ def _counts(df: DataFrame, array_column: str) -> dict[str, int]:
     return {row["code"]: row["count"] for row in sorted(rows, key=lambda r: (-r["count"], r["code"]))}
 
 
-def _count_readable(rows: DataFrame, extract: Extract) -> int:
-    """Count the rows; a file Spark cannot read (permissions, a checksum mismatch, a
-    truncated compressed file) is an input problem that names the file."""
+def _count_lines(lines: DataFrame, extract: Extract) -> tuple[int, int]:
+    """(data rows, header lines). A file Spark cannot read (permissions, a checksum
+    mismatch, a truncated compressed file) is an input problem that names the file."""
     try:
-        return rows.count()
+        counted = lines.agg(F.count_if(~F.col(_IS_HEADER)).alias("rows"), F.count_if(_IS_HEADER).alias("headers")).first()
     except Exception as exc:
         text = str(exc)
         if "FAILED_READ_FILE" not in text and "CANNOT_READ_FILE" not in text:
             raise
         match = re.search(r"reading file (\S+?)\.?\s", text)
-        cause = getattr(exc, "getMessage", lambda: text)().splitlines()[0][:300]
         where = match.group(1) if match else extract.location
-        raise ExtractError(f"{where}: cannot be read ({cause})") from None
+        raise ExtractError(f"{where}: cannot be read ({text.splitlines()[0][:300]})") from None
+    return counted["rows"], counted["headers"]
 
 
 def ingest_dataset(
@@ -524,12 +527,17 @@ def ingest_dataset(
     dataset = spec.dataset
     extract = extract or find_extract(spark, spec, lakehouse, release)
     report = IngestReport(dataset, release, str(spec.source_file), spec_digest(spec), extract.location)
-    rows = read_extract(spark, spec, extract)
+    lines = read_extract(spark, spec, extract)
 
     with timer.stage(f"{dataset}: count input rows") as figures:
-        report.input_rows = figures["rows"] = _count_readable(rows, extract)
+        report.input_rows, report.header_lines = _count_lines(lines, extract)
+        figures["rows"] = report.input_rows
     if report.input_rows == 0:
         raise ExtractError(f"{extract.location}: no data rows")
+    if spec.extract.format == "delimited" and report.header_lines > len(extract.files):
+        log.warning("ingest %s %s: %d header lines repeated inside files were skipped (not data)",
+                    dataset, release, report.header_lines - len(extract.files))
+    rows = lines.filter(~F.col(_IS_HEADER)).drop(_IS_HEADER)
 
     with timer.stage(f"{dataset}: read, map and validate") as figures:
         flagged_path = f"{scratch_dir}/ingest/{dataset}/flagged"

@@ -13,44 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import psutil
+from datafirst_spark.benchmarking import folder_bytes, machine, run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET_SECONDS = {"full": 15 * 60}
 TARGET_PEAK_BYTES = 24 * 1024**3
-
-
-def tree_rss(process: psutil.Process) -> int:
-    total = 0
-    for p in [process, *process.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
-def folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
-
-
-def java_version() -> str:
-    try:
-        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30)
-        return (out.stderr or out.stdout).splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "unknown"
 
 
 def run_scale(scale: str, args: argparse.Namespace) -> dict:
@@ -63,17 +37,10 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict:
     ]
     log_path = Path(args.lakehouse) / f"generate-{scale}.log"
     print(f"[{scale}] {' '.join(command)}  (log: {log_path})", flush=True)
-    started = time.monotonic()
-    peak = 0
-    with log_path.open("w") as log:
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        watched = psutil.Process(child.pid)
-        while child.poll() is None:
-            peak = max(peak, tree_rss(watched))
-            time.sleep(0.5)
-    wall = time.monotonic() - started
-    if child.returncode != 0:
-        raise SystemExit(f"[{scale}] job failed with exit code {child.returncode}; see {log_path}")
+    measured = run_measured(command, log_path, ROOT)
+    wall, peak = measured.wall_seconds, measured.peak_rss_bytes
+    if measured.returncode != 0:
+        raise SystemExit(f"[{scale}] job failed with exit code {measured.returncode}; see {log_path}")
     manifest = json.loads((lakehouse / "landing" / args.release / "_generation.json").read_text())
     result = {
         "benchmark": "synthetic_generation",
@@ -93,13 +60,7 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "code_version": manifest["code_version"],
         "spark_version": manifest["spark_version"],
-        "machine": {
-            "cores": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
-            "python": platform.python_version(),
-            "java": java_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
     }
     if scale in TARGET_SECONDS:
         result["target"] = {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: local Spark, a local Delta lakehouse (./lakehouse),
-# a `small` synthetic release (150k NPD / 16.5k PNC records), and whatever of the pipeline
-# exists run on it. Installs what it needs first.
+# a `small` synthetic release (150k NPD / 16.5k PNC records), then the pipeline so far on it
+# (ingest: validate, quarantine, standardise). Installs what it needs first.
 #   scripts/demo.sh [--scale tiny|small|medium|full] [--release 2025] [--lakehouse DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,13 +19,20 @@ done
 
 "$PYTHON" -m datafirst_spark.cli submit --conf conf/local.yaml jobs/generate_synthetic.py -- \
   --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE" --scale "$SCALE" --seed 7
+"$PYTHON" -m datafirst_spark.cli submit --conf conf/local.yaml jobs/ingest.py -- \
+  --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE"
 "$PYTHON" - "$LAKEHOUSE" "$RELEASE" <<'PY'
 import json, sys
 from pathlib import Path
 lakehouse, release = Path(sys.argv[1]).resolve(), sys.argv[2]
 record = json.loads((lakehouse / "landing" / release / "_generation.json").read_text())
-print(f"\nrelease {release} ({record['scale']}, seed {record['seed']}) in {record['total_seconds']}s:")
+print(f"\nrelease {release} ({record['scale']}, seed {record['seed']}), generated in {record['total_seconds']}s:")
 print(f"  NPD extract  {record['rows']['npd']:>10,} records  {record['outputs']['npd']}")
 print(f"  PNC extract  {record['rows']['pnc']:>10,} records  {record['outputs']['pnc']}")
 print(f"  truth        {record['rows']['people']:>10,} people   {record['outputs']['truth_people']}")
+for dataset in ("npd", "pnc"):
+    ingest = json.loads((lakehouse / "staging" / release / dataset / "_ingest.json").read_text())
+    reasons = ", ".join(f"{k} {v}" for k, v in ingest["quarantine_reasons"].items()) or "none"
+    print(f"  ingested {dataset}: {ingest['input_rows']:,} read = {ingest['valid_rows']:,} standardised "
+          f"+ {ingest['quarantined_rows']:,} quarantined ({reasons})  {ingest['tables']['records']}")
 PY

@@ -54,7 +54,9 @@ def land(lakehouse: Lakehouse, dataset: str, name: str, content: bytes) -> Path:
 @pytest.fixture(scope="module")
 def npd_ingested(spark, tmp_path_factory):
     lakehouse = Lakehouse.at(str(tmp_path_factory.mktemp("ingest-npd")))
-    land(lakehouse, "npd", "part-0.csv", b"\n".join([NPD_HEADER, *(line for line, _, _ in NPD_LINES)]) + b"\n")
+    lines = [line for line, _, _ in NPD_LINES]
+    # a header repeated inside the file (two exports concatenated) is skipped and counted, not data
+    land(lakehouse, "npd", "part-0.csv", b"\n".join([NPD_HEADER, *lines[:10], NPD_HEADER, *lines[10:]]) + b"\n")
     spec = load_dataset_spec(ROOT / "conf" / "datasets" / "npd.yaml")
     report = ingest_dataset(spark, spec, lakehouse, RELEASE, str(tmp_path_factory.mktemp("scratch")))
     records = spark.read.format("delta").load(lakehouse.staging(RELEASE, "npd", "records"))
@@ -105,7 +107,7 @@ def test_good_rows_are_kept_once_with_placeholders_as_nulls(npd_ingested):
 
 def test_counts_reconcile_and_are_reported(npd_ingested):
     lakehouse, report, records, quarantine = npd_ingested
-    assert report.input_rows == len(NPD_LINES)
+    assert (report.input_rows, report.header_lines) == (len(NPD_LINES), 2)
     assert (report.valid_rows, report.quarantined_rows) == (records.count(), quarantine.count())
     assert report.valid_rows + report.quarantined_rows == len(NPD_LINES)
     written = json.loads(Path(lakehouse.staging(RELEASE, "npd", "_ingest.json")).read_text())
