@@ -139,6 +139,66 @@ def ingest(argv: Sequence[str] | None = None) -> int:
     return run_guarded(body)
 
 
+def _linkage_arguments(parser: argparse.ArgumentParser) -> None:
+    common_arguments(parser)
+    parser.add_argument("--linkage", required=True, help="linkage YAML, e.g. conf/linkages/pnc_npd.yaml")
+    parser.add_argument("--reingest", action="store_true",
+                        help="ingest every dataset again even if the release's records are staged")
+
+
+def _run_linkage(args: argparse.Namespace, train_only: bool) -> None:
+    from .linkage.run import LinkageRequest, check_linkage_inputs, run_linkage
+    from .linkage.spec import load_linkage_spec
+    from .session import spark_run
+
+    env = load_environment(args.conf)
+    spec = load_linkage_spec(args.linkage)
+    check_linkage_inputs(spec, env)
+    request = LinkageRequest(
+        release=check_release(args.release),
+        retrain=train_only or getattr(args, "retrain", False),
+        model_path=getattr(args, "model", None),
+        reingest=args.reingest,
+        train_only=train_only,
+    )
+    if request.model_path and is_local(request.model_path) and not Path(request.model_path).is_file():
+        raise ConfigError(f"--model {request.model_path}: file not found")
+    lakehouse = open_lakehouse(env, args.lakehouse)
+    with spark_run(env, f"linkage-{spec.linkage}") as run:
+        report = run_linkage(run.spark, env, spec, lakehouse, request, run.scratch_dir)
+    from .linkage.run import REPORT_FILE, linkage_path
+
+    print(linkage_path(lakehouse, report.release, report.linkage, REPORT_FILE))
+
+
+def run_linkage_job(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="run_linkage",
+        description="Run one linkage for a release: ingest what is not staged, bound the blocking "
+        "rules, train if asked (or if no model exists), predict, cluster, run the deterministic "
+        "baseline and, where truth exists, measure quality. Outputs under "
+        "staging/<release>/linkage/<linkage>/.",
+    )
+    _linkage_arguments(parser)
+    parser.add_argument("--retrain", action="store_true", help="train a new model even if one exists")
+    parser.add_argument("--model", help="score with this saved Splink model JSON instead of the latest one")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    return run_guarded(lambda: _run_linkage(args, train_only=False))
+
+
+def train_model_job(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="train_model",
+        description="Train a linkage's Splink model on a release (lambda from deterministic rules, u by "
+        "random sampling, m by EM) and save it under models/<linkage>/<release>/.",
+    )
+    _linkage_arguments(parser)
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    return run_guarded(lambda: _run_linkage(args, train_only=True))
+
+
 def submit(argv: Sequence[str] | None = None) -> int:
     """spark-submit a job with the packages, jars and driver memory its environment needs."""
     parser = argparse.ArgumentParser(
@@ -176,6 +236,8 @@ def submit(argv: Sequence[str] | None = None) -> int:
 COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "generate": generate_synthetic,
     "ingest": ingest,
+    "link": run_linkage_job,
+    "train": train_model_job,
     "submit": submit,
 }
 

@@ -6,6 +6,7 @@
     truth/<release>/<table>/       synthetic ground truth only (Delta)
     curated/<table>/               published Delta tables (every release in one table)
     research/<release>/<table>/    de-identified extracts, granted separately
+    models/<linkage>/<release>/    trained Splink models (JSON) and their records
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from .config import ConfigError
 
-AREAS = ("landing", "staging", "curated", "research", "truth")
+AREAS = ("landing", "staging", "curated", "research", "truth", "models")
 _RELEASE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 
 
@@ -128,6 +129,17 @@ def list_data_files(spark: SparkSession | None, path: str) -> list[tuple[str, in
         for s in fs.listStatus(hadoop_path)
         if s.isFile() and _is_data_file(s.getPath().getName())
     )
+
+
+def list_folders(spark: SparkSession | None, path: str) -> list[str]:
+    """The folders directly in ``path`` (none if it does not exist)."""
+    if is_local(path):
+        local = Path(path.removeprefix("file://"))
+        return sorted(str(p) for p in local.iterdir() if p.is_dir()) if local.is_dir() else []
+    hadoop_path, fs = hadoop_file_system(spark, path)
+    if not fs.exists(hadoop_path):
+        return []
+    return sorted(str(s.getPath().toString()) for s in fs.listStatus(hadoop_path) if s.isDirectory())
 
 
 def read_head(spark: SparkSession | None, path: str, size: int = 1 << 16) -> bytes:

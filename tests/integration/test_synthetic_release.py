@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from datafirst_spark.lakehouse import AREAS
 from datafirst_spark.synthetic.extracts import NPD_COLUMNS, PNC_COLUMNS, NPD_DATE_FORMAT, PNC_DATE_FORMAT
 from datafirst_spark.synthetic.postcodes import PLACEHOLDER
 
@@ -132,7 +133,7 @@ def test_aliases_are_in_pnc_form(pnc):
 
 def test_lakehouse_areas_exist_and_run_scratch_is_removed(tiny_release, test_environment):
     root = tiny_release.lakehouse.root
-    assert sorted(p.name for p in Path(root).iterdir()) == ["curated", "landing", "research", "truth"]
+    assert sorted(p.name for p in Path(root).iterdir()) == sorted(AREAS)
     scratch = Path(test_environment.config.scratch_root)
     leftovers = [p.name for p in scratch.iterdir() if p.name != "session"] if scratch.exists() else []
     assert leftovers == []  # every job run deletes its own scratch (Spark local dir, checkpoints)

@@ -1,0 +1,133 @@
+"""Scored pairs -> people: connected components at each threshold, optionally one-to-one.
+
+Every method (Splink, the deterministic baseline) hands over pairs in one shape
+(:data:`PAIR_COLUMNS`) and gets back membership in one shape (:data:`MEMBERSHIP_COLUMNS`),
+so that evaluation, IDs and publishing never ask which method made them. Components come
+from Splink's own clustering (``splink.clustering``), which runs on any nodes and edges;
+a cluster's id is its smallest node id, so it is the same on every run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+log = logging.getLogger(__name__)
+
+PAIR_COLUMNS = [
+    "source_dataset_l", "source_record_id_l", "source_dataset_r", "source_record_id_r",
+    "match_weight", "match_probability", "match_key", "excluded_by",
+]  # fmt: skip
+MEMBERSHIP_COLUMNS = ["source_dataset", "source_record_id", "cluster_id", "threshold", "method"]
+_SEPARATOR = "-__-"  # Splink's own separator between source dataset and record id
+
+
+def node_id(dataset: str | F.Column, record_id: str | F.Column) -> F.Column:
+    dataset = F.col(dataset) if isinstance(dataset, str) else dataset
+    record_id = F.col(record_id) if isinstance(record_id, str) else record_id
+    return F.concat(dataset, F.lit(_SEPARATOR), record_id)
+
+
+def nodes_of(records: DataFrame) -> DataFrame:
+    return records.select(node_id("source_dataset", "source_record_id").alias("node_id"))
+
+
+def edges_of(pairs: DataFrame, threshold: float) -> DataFrame:
+    linked = (F.col("match_probability") >= threshold) & F.col("excluded_by").isNull()
+    return pairs.filter(linked).select(
+        node_id("source_dataset_l", "source_record_id_l").alias("node_id_l"),
+        node_id("source_dataset_r", "source_record_id_r").alias("node_id_r"),
+        "match_probability",
+    )
+
+
+def connected_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame) -> DataFrame:
+    """(node_id, cluster_id) for every node; cluster_id is the component's smallest node id."""
+    from splink.backends.spark import SparkAPI
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+    db_api = SparkAPI(spark_session=spark, break_lineage_method="parquet")
+    clusters = cluster_pairwise_predictions_at_threshold(
+        nodes, edges.withColumn("match_probability", F.lit(1.0)), db_api, "node_id",
+        edge_id_column_name_left="node_id_l", edge_id_column_name_right="node_id_r",
+        threshold_match_probability=1.0,
+    )
+    return clusters.as_spark_dataframe().select("node_id", "cluster_id")
+
+
+@dataclass
+class OneToOneReport:
+    threshold: float
+    records_with_conflicts: int = 0  # records of the one-to-one dataset with candidates in 2+ people
+    edges_dropped: int = 0
+
+
+def one_to_one_edges(spark: SparkSession, nodes: DataFrame, edges: DataFrame, dataset: str,
+                     report: OneToOneReport) -> DataFrame:
+    """Keep, for each record of ``dataset``, its links to one person of each other dataset:
+    the person (a component of that dataset's own links) holding its best-scoring pair; ties
+    go to the smallest cluster id. Links within a dataset are kept as they are."""
+    prefix = F.lit(dataset + _SEPARATOR)
+    dataset_of = lambda column: F.substring_index(F.col(column), _SEPARATOR, 1)  # noqa: E731
+    within = edges.filter(dataset_of("node_id_l") == dataset_of("node_id_r"))
+    people = connected_components(spark, nodes, within.filter(dataset_of("node_id_l") != F.lit(dataset)))
+    cross = edges.filter(dataset_of("node_id_l") != dataset_of("node_id_r"))
+    from_left = F.col("node_id_l").startswith(prefix)
+    oriented = cross.filter(from_left | F.col("node_id_r").startswith(prefix)).select(
+        F.when(from_left, F.col("node_id_l")).otherwise(F.col("node_id_r")).alias("record"),
+        F.when(from_left, F.col("node_id_r")).otherwise(F.col("node_id_l")).alias("other"),
+        "match_probability",
+    )
+    oriented = oriented.join(people.withColumnRenamed("node_id", "other").withColumnRenamed("cluster_id", "person"),
+                             "other").withColumn("other_dataset", dataset_of("other"))
+    keys = ["record", "other_dataset"]
+    top = oriented.groupBy(*keys).agg(F.max("match_probability").alias("top"),
+                                      F.countDistinct("person").alias("people"))
+    best = (oriented.join(top, keys).filter(F.col("match_probability") == F.col("top"))
+            .groupBy(*keys).agg(F.min("person").alias("best_person"), F.first("people").alias("people")))
+    report.records_with_conflicts = best.filter(F.col("people") > 1).select("record").distinct().count()
+    kept = oriented.join(best, keys).filter(F.col("person") == F.col("best_person"))
+    kept_edges = kept.select(F.col("record").alias("node_id_l"), F.col("other").alias("node_id_r"),
+                             "match_probability")
+    report.edges_dropped = cross.count() - kept_edges.count()
+    if report.records_with_conflicts:
+        log.warning("one-to-one at %s: %d %s records had links to more than one person of another dataset; "
+                    "kept the best, dropped %d links", report.threshold, report.records_with_conflicts, dataset,
+                    report.edges_dropped)
+    # links between two other datasets stay as they are
+    others = cross.filter(~F.col("node_id_l").startswith(prefix) & ~F.col("node_id_r").startswith(prefix))
+    return within.unionByName(kept_edges).unionByName(others)
+
+
+@dataclass
+class ClusteringResult:
+    membership: DataFrame
+    one_to_one: list[OneToOneReport] = field(default_factory=list)
+
+
+def cluster_at_thresholds(spark: SparkSession, records: DataFrame, pairs: DataFrame, thresholds: list[float],
+                          method: str, one_to_one_dataset: str | None = None) -> ClusteringResult:
+    """Membership (:data:`MEMBERSHIP_COLUMNS`) of every record at every threshold."""
+    nodes = nodes_of(records).cache()
+    results, reports = [], []
+    for threshold in thresholds:
+        edges = edges_of(pairs, threshold)
+        if one_to_one_dataset is not None:
+            report = OneToOneReport(threshold)
+            edges = one_to_one_edges(spark, nodes, edges, one_to_one_dataset, report)
+            reports.append(report)
+        components = connected_components(spark, nodes, edges)
+        results.append(components.select(
+            F.substring_index("node_id", _SEPARATOR, 1).alias("source_dataset"),
+            F.expr(f"substr(node_id, instr(node_id, '{_SEPARATOR}') + {len(_SEPARATOR)})").alias("source_record_id"),
+            "cluster_id",
+            F.lit(threshold).alias("threshold"),
+            F.lit(method).alias("method"),
+        ))
+    membership = results[0]
+    for more in results[1:]:
+        membership = membership.unionByName(more)
+    return ClusteringResult(membership, reports)

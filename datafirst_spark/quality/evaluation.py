@@ -1,0 +1,168 @@
+"""Linkage quality against ground truth: precision, recall and F1 per method and threshold,
+overall and per group.
+
+Three views, all from membership (:data:`..linkage.clustering.MEMBERSHIP_COLUMNS`) and the
+truth table (source_dataset, source_record_id, true_person_id):
+
+- ``link``: the records of ``link_from`` (PNC). A record is *linkable* when its true person
+  has a record in another dataset; it is *found* when its cluster holds one of them; it is
+  *linked* when its cluster holds any other-dataset record, and *correctly linked* when all
+  of them are its true person's. precision = correctly linked / linked; recall = found /
+  linkable. Broken down by the true person's ethnicity group, sex and birth cohort.
+- ``pairs``: pairwise, for pairs across two datasets and within each dataset (dedupe):
+  predicted pairs share a cluster, true pairs share a true person.
+- ``clusters``: a predicted cluster is exact when it holds exactly one true person's records;
+  precision = exact / predicted clusters, recall = exact / true people.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+QUALITY_COLUMNS = [
+    "method", "threshold", "view", "scope", "group_by", "group_value",
+    "true_positives", "predicted", "actual", "precision", "recall", "f1",
+]  # fmt: skip
+GROUPS = ("ethnicity_group", "sex", "birth_cohort")
+
+
+def _ratio(numerator: str, denominator: str) -> F.Column:
+    return F.when(F.col(denominator) > 0, F.col(numerator) / F.col(denominator))
+
+
+def _with_scores(df: DataFrame) -> DataFrame:
+    precision, recall = _ratio("true_positives", "predicted"), _ratio("found", "actual")
+    scored = df.withColumn("precision", precision).withColumn("recall", recall)
+    f1 = 2 * F.col("precision") * F.col("recall") / (F.col("precision") + F.col("recall"))
+    return scored.withColumn("f1", F.when((F.col("precision") + F.col("recall")) > 0, f1))
+
+
+def birth_cohort(dob: F.Column) -> F.Column:
+    """The English school year of birth (1 September to 31 August), as 'YYYY/YY'."""
+    start = F.when(F.month(dob) >= 9, F.year(dob)).otherwise(F.year(dob) - 1)
+    return F.concat(start.cast("string"), F.lit("/"), F.lpad(((start + 1) % 100).cast("string"), 2, "0"))
+
+
+def link_quality(membership: DataFrame, truth: DataFrame, people: DataFrame, link_from: str) -> DataFrame:
+    """Record-level link quality of ``link_from`` records, overall and per group.
+
+    ``people``: true_person_id with the grouping columns of :data:`GROUPS`."""
+    labelled = membership.join(truth, ["source_dataset", "source_record_id"])
+    keys = ["method", "threshold", "cluster_id"]
+    mine = labelled.filter(F.col("source_dataset") == link_from)
+    other = labelled.filter(F.col("source_dataset") != link_from).select(
+        *keys, F.col("true_person_id").alias("other_person"))
+    # per method/threshold: which true people have records outside link_from
+    linkable_people = truth.filter(F.col("source_dataset") != link_from).select("true_person_id").distinct()
+    per_record = (
+        mine.join(other, keys, "left")
+        .groupBy("method", "threshold", "source_record_id", "true_person_id")
+        .agg(
+            F.count("other_person").alias("n_linked"),
+            F.count_if(F.col("other_person") == F.col("true_person_id")).alias("n_true"),
+        )
+        .join(linkable_people.withColumn("linkable", F.lit(True)), "true_person_id", "left")
+        .select(
+            "method", "threshold", "true_person_id",
+            F.coalesce("linkable", F.lit(False)).alias("linkable"),
+            (F.col("n_linked") > 0).alias("linked"),
+            ((F.col("n_linked") > 0) & (F.col("n_true") == F.col("n_linked"))).alias("correct"),
+            (F.col("n_true") > 0).alias("found"),
+        )
+        .join(people, "true_person_id", "left")
+    )
+    figures = [F.count_if("correct").alias("true_positives"), F.count_if("linked").alias("predicted"),
+               F.count_if("linkable").alias("actual"), F.count_if(F.col("found") & F.col("linkable")).alias("found")]
+    overall = per_record.groupBy("method", "threshold").agg(*figures).select(
+        "*", F.lit("all").alias("group_by"), F.lit("all").alias("group_value"))
+    parts = [overall]
+    for group in GROUPS:
+        parts.append(per_record.groupBy("method", "threshold", F.coalesce(F.col(group).cast("string"), F.lit("unknown"))
+                                        .alias("group_value")).agg(*figures).withColumn("group_by", F.lit(group)))
+    result = parts[0]
+    for part in parts[1:]:
+        result = result.unionByName(part)
+    return _with_scores(result.withColumn("view", F.lit("link")).withColumn("scope", F.lit(f"{link_from}_records")))
+
+
+def _pairs(datasets: tuple[str, str]) -> F.Column:
+    """Aggregate: pairs of records from ``datasets`` in a group, given a count ``n`` per
+    (group, source_dataset) row."""
+    a, b = datasets
+    n_a = F.sum(F.when(F.col("source_dataset") == a, F.col("n")).otherwise(0))
+    if a == b:
+        return (n_a * (n_a - 1) / 2).cast("long")
+    n_b = F.sum(F.when(F.col("source_dataset") == b, F.col("n")).otherwise(0))
+    return (n_a * n_b).cast("long")
+
+
+def pair_quality(membership: DataFrame, truth: DataFrame, datasets: list[str]) -> DataFrame:
+    """Pairwise precision/recall within each dataset and across each pair of datasets."""
+    labelled = membership.join(truth, ["source_dataset", "source_record_id"])
+    method = ["method", "threshold"]
+    by_cluster = labelled.groupBy(*method, "cluster_id", "source_dataset").agg(F.count("*").alias("n"))
+    by_both = labelled.groupBy(*method, "cluster_id", "true_person_id", "source_dataset").agg(F.count("*").alias("n"))
+    by_person = truth.groupBy("true_person_id", "source_dataset").agg(F.count("*").alias("n"))
+    scopes = [(a, b) for i, a in enumerate(datasets) for b in datasets[i:]]
+    parts = []
+    for a, b in scopes:
+        scope = a if a == b else f"{a}-{b}"
+        predicted = by_cluster.groupBy(*method, "cluster_id").agg(_pairs((a, b)).alias("p")) \
+            .groupBy(*method).agg(F.sum("p").alias("predicted"))
+        true_pos = by_both.groupBy(*method, "cluster_id", "true_person_id").agg(_pairs((a, b)).alias("p")) \
+            .groupBy(*method).agg(F.sum("p").alias("true_positives"))
+        actual = by_person.groupBy("true_person_id").agg(_pairs((a, b)).alias("p")) \
+            .agg(F.sum("p").alias("actual")).first()["actual"] or 0
+        parts.append(predicted.join(true_pos, method, "full").select(
+            *method, F.lit("pairs").alias("view"), F.lit(scope).alias("scope"),
+            F.lit("all").alias("group_by"), F.lit("all").alias("group_value"),
+            F.coalesce("true_positives", F.lit(0)).alias("true_positives"),
+            F.coalesce("predicted", F.lit(0)).alias("predicted"),
+            F.lit(actual).cast("long").alias("actual"),
+            F.coalesce("true_positives", F.lit(0)).alias("found"),
+        ))
+    result = parts[0]
+    for part in parts[1:]:
+        result = result.unionByName(part)
+    return _with_scores(result)
+
+
+def cluster_quality(membership: DataFrame, truth: DataFrame) -> DataFrame:
+    """Exact clusters: a predicted cluster holding all, and only, one true person's records."""
+    labelled = membership.join(truth, ["source_dataset", "source_record_id"])
+    method = ["method", "threshold"]
+    person_sizes = truth.groupBy("true_person_id").agg(F.count("*").alias("person_size"))
+    clusters = labelled.groupBy(*method, "cluster_id").agg(
+        F.count("*").alias("size"), F.countDistinct("true_person_id").alias("people"),
+        F.first("true_person_id").alias("true_person_id"))
+    exact = clusters.join(person_sizes, "true_person_id").select(
+        *method, ((F.col("people") == 1) & (F.col("size") == F.col("person_size"))).alias("exact"))
+    true_people = person_sizes.count()
+    return _with_scores(exact.groupBy(*method).agg(
+        F.count_if("exact").alias("true_positives"), F.count("*").alias("predicted"),
+        F.lit(true_people).cast("long").alias("actual"), F.count_if("exact").alias("found"),
+    ).select("*", F.lit("clusters").alias("view"), F.lit("all").alias("scope"),
+             F.lit("all").alias("group_by"), F.lit("all").alias("group_value")))
+
+
+def evaluate(membership: DataFrame, truth: DataFrame, people: DataFrame, datasets: list[str],
+             link_from: str | None) -> DataFrame:
+    """Every view, one row per (method, threshold, view, scope, group), :data:`QUALITY_COLUMNS`."""
+    truth = truth.filter(F.col("source_dataset").isin(datasets)).select(
+        "source_dataset", "source_record_id", "true_person_id").cache()
+    parts = [pair_quality(membership, truth, datasets), cluster_quality(membership, truth)]
+    if link_from is not None:
+        parts.insert(0, link_quality(membership, truth, people, link_from))
+    result = parts[0]
+    for part in parts[1:]:
+        result = result.unionByName(part)
+    return result.select(*QUALITY_COLUMNS, "found").drop("found")
+
+
+def summary(quality: DataFrame) -> list[dict[str, Any]]:
+    """The overall rows as plain dicts, for logs and JSON."""
+    rows = quality.filter(F.col("group_by") == "all").orderBy("view", "scope", "method", "threshold").collect()
+    return [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.asDict().items()} for row in rows]

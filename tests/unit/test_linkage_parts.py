@@ -1,0 +1,187 @@
+"""Linkage building blocks on tiny hand-made frames: spec checks, blocking bounds, clustering
+(with the one-to-one rule), the deterministic passes and the quality figures."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from datafirst_spark.config import ConfigError
+from datafirst_spark.linkage.blocking import BlockingCeilingError, check_rules, rule_bound
+from datafirst_spark.linkage.clustering import PAIR_COLUMNS, cluster_at_thresholds
+from datafirst_spark.linkage.deterministic import deterministic_pairs
+from datafirst_spark.linkage.spec import BlockingRuleSpec, DeterministicPass, load_linkage_spec
+from datafirst_spark.quality.evaluation import birth_cohort, evaluate
+
+ROOT = Path(__file__).resolve().parents[2]
+PNC_NPD = ROOT / "conf" / "linkages" / "pnc_npd.yaml"
+
+
+def write_variant(tmp_path, change) -> Path:
+    data = yaml.safe_load(PNC_NPD.read_text())
+    change(data)
+    path = tmp_path / "linkage.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "conf" / "linkages").glob("*.yaml")))
+def test_shipped_linkage_specs_load(path):
+    spec = load_linkage_spec(path)
+    assert spec.model.blocking_rules_to_generate_predictions and spec.clustering.thresholds
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(linkage_type="x"), "linkage_type: unknown key"),
+        (lambda d: d.pop("max_comparisons"), "max_comparisons: required key is missing"),
+        (lambda d: d["model"]["blocking_rules_to_generate_predictions"][4].update(explode=["dob"]),
+         "explode: dob not in block_on"),
+        (lambda d: d["clustering"].update(thresholds=[0.3]), "0.3 is below pairs_floor 0.5"),
+        (lambda d: d.update(link_from="court"), "link_from: 'court' is not one of datasets"),
+        (lambda d: d["model"]["comparisons"][0]["comparison_levels"][1].pop("sql_condition"),
+         "comparison forename level 1: sql_condition is required"),
+        (lambda d: d["model"]["comparisons"][1].update(output_column_name="forename"),
+         "output_column_name used twice: forename"),
+        (lambda d: d.update(link_type="dedupe_only"), "dedupe_only takes one dataset"),
+    ],
+)
+def test_bad_linkage_specs_fail_with_the_key(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_linkage_spec(write_variant(tmp_path, change))
+
+
+def test_splink_rejects_a_bad_comparison_before_spark(tmp_path):
+    def misspelt_key(d):
+        d["model"]["comparisons"][4]["comparison_levels"][1]["m_probabilty"] = 0.5
+
+    def bad_sql(d):
+        d["model"]["comparisons"][4]["comparison_levels"][1]["sql_condition"] = "sex_l = = sex_r"
+
+    with pytest.raises(ConfigError, match=r"linkage.yaml: model: .*unexpected keyword argument 'm_probabilty'"):
+        load_linkage_spec(write_variant(tmp_path, misspelt_key))
+    with pytest.raises(ConfigError, match=r"linkage.yaml: model: Error parsing sql_statement: sex_l = = sex_r"):
+        load_linkage_spec(write_variant(tmp_path, bad_sql))
+
+
+@pytest.fixture(scope="module")
+def people(spark):
+    rows = [
+        # source_dataset, id, forename, surname, dob_year, names (array)
+        ("npd", "n1", "JACK", "SMITH", 2001, ["JACK", "JOHN"]),
+        ("npd", "n2", "JACK", "SMITH", 2001, ["JACK"]),
+        ("npd", "n3", "JACK", "SMITH", 2002, ["JACK"]),
+        ("npd", "n4", "AMY", "JONES", 2001, None),
+        ("pnc", "p1", "JACK", "SMITH", 2001, ["JACK", "JOHN"]),
+        ("pnc", "p2", None, "SMITH", 2001, ["JOHN"]),
+    ]
+    return spark.createDataFrame(rows, "source_dataset string, source_record_id string, forename string, "
+                                       "surname string, dob_year int, all_forenames array<string>")
+
+
+def test_rule_bound_counts_pairs_in_each_block_and_names_the_largest(people):
+    both = rule_bound(people, BlockingRuleSpec(block_on=["forename", "surname", "dob_year"]), "link_and_dedupe")
+    # block JACK SMITH 2001 holds n1, n2, p1: 3 pairs; nulls never block
+    assert (both.comparisons, both.largest_block) == (3, 3)
+    assert "forename='JACK'" in both.largest_block_key and "dob_year=2001" in both.largest_block_key
+    across = rule_bound(people, BlockingRuleSpec(block_on=["surname"]), "link_only")
+    assert across.comparisons == 3 * 2  # three NPD and two PNC SMITHs
+    exploded = rule_bound(people, BlockingRuleSpec(block_on=["all_forenames"], explode=["all_forenames"]),
+                          "dedupe_only")
+    # JACK: n1 n2 n3 p1 -> 6; JOHN: n1 p1 p2 -> 3
+    assert exploded.comparisons == 9
+
+
+def test_a_rule_over_the_ceiling_is_refused_by_name(people):
+    rules = [BlockingRuleSpec(block_on=["forename", "surname", "dob_year"]), BlockingRuleSpec(block_on=["surname"])]
+    assert [b.comparisons for b in check_rules(people, rules[:1], "link_and_dedupe", 3, "prediction", "x.yaml")] == [3]
+    with pytest.raises(BlockingCeilingError, match=r"x.yaml: prediction blocking rule \[surname\] would generate "
+                                                   r"up to 10 comparisons, over max_comparisons 5"):
+        check_rules(people, rules, "link_and_dedupe", 5, "prediction", "x.yaml")
+
+
+def pairs_frame(spark, rows):
+    return spark.createDataFrame(
+        [(a, b, c, d, None, p, "0", None) for a, b, c, d, p in rows],
+        "source_dataset_l string, source_record_id_l string, source_dataset_r string, source_record_id_r string, "
+        "match_weight double, match_probability double, match_key string, excluded_by string",
+    ).select(*PAIR_COLUMNS)
+
+
+def test_clusters_at_each_threshold_with_stable_ids(spark, people):
+    pairs = pairs_frame(spark, [("npd", "n1", "pnc", "p1", 0.999), ("npd", "n2", "pnc", "p1", 0.95),
+                                ("npd", "n3", "npd", "n4", 0.6)])
+    membership = cluster_at_thresholds(spark, people, pairs, [0.9, 0.99], "splink").membership
+    expected = spark.createDataFrame(
+        [
+            ("npd", "n1", "npd-__-n1", 0.9), ("npd", "n2", "npd-__-n1", 0.9), ("pnc", "p1", "npd-__-n1", 0.9),
+            ("npd", "n3", "npd-__-n3", 0.9), ("npd", "n4", "npd-__-n4", 0.9), ("pnc", "p2", "pnc-__-p2", 0.9),
+            ("npd", "n1", "npd-__-n1", 0.99), ("pnc", "p1", "npd-__-n1", 0.99), ("npd", "n2", "npd-__-n2", 0.99),
+            ("npd", "n3", "npd-__-n3", 0.99), ("npd", "n4", "npd-__-n4", 0.99), ("pnc", "p2", "pnc-__-p2", 0.99),
+        ],
+        "source_dataset string, source_record_id string, cluster_id string, threshold double",
+    ).withColumn("method", F.lit("splink"))
+    assert_df_equality(membership, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_one_to_one_keeps_each_pnc_record_with_its_best_person(spark, people):
+    # p1 scores n1 best; n1 and n2 are one pupil recorded twice, so both stay; n3 is another
+    # person and its link is dropped. p2 ties between n3 and n4: the smaller id wins.
+    pairs = pairs_frame(spark, [("npd", "n1", "pnc", "p1", 0.99), ("npd", "n1", "npd", "n2", 0.99),
+                                ("npd", "n3", "pnc", "p1", 0.95), ("npd", "n3", "pnc", "p2", 0.97),
+                                ("npd", "n4", "pnc", "p2", 0.97)])
+    result = cluster_at_thresholds(spark, people, pairs, [0.9], "splink", one_to_one_dataset="pnc")
+    clusters = {(r["source_record_id"]): r["cluster_id"] for r in result.membership.collect()}
+    assert clusters["p1"] == clusters["n1"] == clusters["n2"] == "npd-__-n1"
+    assert clusters["p2"] == clusters["n3"] == "npd-__-n3" != clusters["n4"]
+    assert (result.one_to_one[0].records_with_conflicts, result.one_to_one[0].edges_dropped) == (2, 2)
+
+
+def test_deterministic_passes_link_each_record_in_its_first_pass_only(spark, people):
+    records = {"npd": people.filter("source_dataset = 'npd'"), "pnc": people.filter("source_dataset = 'pnc'")}
+    passes = [DeterministicPass(name="names and year", columns=["forename", "surname", "dob_year"]),
+              DeterministicPass(name="surname and year", columns=["surname", "dob_year"])]
+    pairs = deterministic_pairs(records, "pnc", passes)
+    got = {(r["source_record_id_l"], r["source_record_id_r"], r["match_key"]) for r in pairs.collect()}
+    assert got == {("p1", "n1", "1:names and year"), ("p1", "n2", "1:names and year"),
+                   ("p2", "n1", "2:surname and year"), ("p2", "n2", "2:surname and year")}
+
+
+def test_quality_figures_count_links_pairs_and_exact_clusters(spark):
+    truth = spark.createDataFrame(
+        [("npd", "n1", "A"), ("npd", "n2", "A"), ("npd", "n3", "B"), ("npd", "n4", "C"),
+         ("pnc", "p1", "A"), ("pnc", "p2", "B"), ("pnc", "p3", "D")],
+        "source_dataset string, source_record_id string, true_person_id string")
+    people = spark.createDataFrame([("A", "white", "M", "2000/01"), ("B", "black", "F", "2000/01"),
+                                    ("C", "white", "F", "2001/02"), ("D", "asian", "M", "2001/02")],
+                                   "true_person_id string, ethnicity_group string, sex string, birth_cohort string")
+    # p1 found with n1 (n2 missed); p2 wrongly with n4; p3 (not linkable) alone
+    membership = spark.createDataFrame(
+        [("npd", "n1", "c1"), ("pnc", "p1", "c1"), ("npd", "n2", "c2"), ("npd", "n3", "c3"),
+         ("npd", "n4", "c4"), ("pnc", "p2", "c4"), ("pnc", "p3", "c5")],
+        "source_dataset string, source_record_id string, cluster_id string",
+    ).select("*", F.lit(0.9).alias("threshold"), F.lit("splink").alias("method"))
+    quality = evaluate(membership, truth, people, ["npd", "pnc"], "pnc")
+    row = lambda view, scope, group_by="all", value="all": quality.filter(  # noqa: E731
+        (F.col("view") == view) & (F.col("scope") == scope) & (F.col("group_by") == group_by)
+        & (F.col("group_value") == value)).first()
+    link = row("link", "pnc_records")
+    assert (link["true_positives"], link["predicted"], link["actual"]) == (1, 2, 2)
+    assert (link["precision"], link["recall"]) == (0.5, 0.5)
+    black = row("link", "pnc_records", "ethnicity_group", "black")
+    assert (black["precision"], black["recall"]) == (0.0, 0.0)
+    cross = row("pairs", "npd-pnc")  # true pairs: n1-p1, n2-p1, n3-p2; predicted n1-p1, n4-p2
+    assert (cross["true_positives"], cross["predicted"], cross["actual"]) == (1, 2, 3)
+    npd = row("pairs", "npd")  # true n1-n2, none predicted
+    assert (npd["true_positives"], npd["predicted"], npd["actual"], npd["precision"]) == (0, 0, 1, None)
+    clusters = row("clusters", "all")  # exact: none of c1..c5 except c5 (D alone)
+    assert (clusters["true_positives"], clusters["predicted"], clusters["actual"]) == (1, 5, 4)
+
+
+def test_birth_cohort_is_the_school_year(spark):
+    df = spark.createDataFrame([("2001-08-31",), ("2001-09-01",), ("1999-12-31",)], "d string")
+    got = [r[0] for r in df.select(birth_cohort(F.to_date("d"))).collect()]
+    assert got == ["2000/01", "2001/02", "1999/00"]
