@@ -168,6 +168,9 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
         predictions = linker.inference.predict(threshold_match_probability=spec.pairs_floor, warning_mode="never")
         scored = predictions.as_spark_dataframe()
         gammas = [c for c in scored.columns if c.startswith("gamma_")]
+        for side in ("source_dataset_l", "source_dataset_r"):
+            if side not in scored.columns:  # a dedupe_only linkage has one dataset, so Splink omits it
+                scored = scored.withColumn(side, F.lit(spec.datasets[0]))
         scored = scored.withColumn("excluded_by", exclusion_flag(spec))
         _write_delta(scored.select(*PAIR_COLUMNS, *gammas), out("pairs"))
         pairs = spark.read.format("delta").load(out("pairs"))
