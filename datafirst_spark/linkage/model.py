@@ -38,6 +38,13 @@ MODEL_RECORD = "model.json"
 MATCH_COLUMNS = [
     f.name for f in STANDARDISED_SCHEMA.fields if f.name not in ("release", "aliases", "attributes", "ingest_warnings")
 ]
+# Splink keeps source_dataset for its own record ids (a comparison on it is ambiguous in
+# its SQL), so comparisons that ask which dataset a record is from use this copy.
+RECORD_SOURCE = "record_source"
+
+
+def splink_input(records: DataFrame) -> DataFrame:
+    return records.select(*MATCH_COLUMNS, F.col(SOURCE_DATASET).alias(RECORD_SOURCE))
 
 
 def splink_blocking_rule(rule: BlockingRuleSpec):  # noqa: ANN201 - Splink's creator type
@@ -128,7 +135,7 @@ def linker_for(spark: SparkSession, spec: LinkageSpec, records: dict[str, DataFr
     db_api = SparkAPI(spark_session=spark, break_lineage_method="parquet")
     # each linker registers its own views: a session may hold several linkers
     suffix = uuid.uuid4().hex[:8]
-    tables = [db_api.register(records[name].select(*MATCH_COLUMNS), dataset_display_name=name,
+    tables = [db_api.register(splink_input(records[name]), dataset_display_name=name,
                               table_name=f"__datafirst_{name}_{suffix}") for name in spec.datasets]
     return Linker(tables if len(tables) > 1 else tables[0], settings, log_level=logging.WARNING)
 
