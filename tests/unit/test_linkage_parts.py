@@ -95,6 +95,27 @@ def test_rule_bound_counts_pairs_in_each_block_and_names_the_largest(people):
     assert exploded.comparisons == 9
 
 
+def test_a_rule_on_an_expression_blocks_swapped_names_together(spark):
+    swapped = spark.createDataFrame(
+        [("npd", "n1", "JACK", "SMITH", 2001), ("pnc", "p1", "SMITH", "JACK", 2001), ("pnc", "p2", "JACK", "JONES", 2001)],
+        "source_dataset string, source_record_id string, forename string, surname string, dob_year int")
+    rule = next(r for r in load_linkage_spec(PNC_NPD).model.blocking_rules_to_generate_predictions
+                if "array_sort" in r.block_on[0])
+    bound = rule_bound(swapped, rule, "link_and_dedupe")
+    assert (bound.comparisons, bound.largest_block) == (1, 2)  # JACK SMITH with SMITH JACK, not JACK JONES
+    assert "'JACK SMITH'" in bound.largest_block_key
+
+
+def test_splink_sees_the_dataset_under_a_name_of_its_own(spark):
+    from datafirst_spark.linkage.model import MATCH_COLUMNS, RECORD_SOURCE, splink_input
+    from datafirst_spark.standardise import STANDARDISED_SCHEMA
+
+    records = spark.createDataFrame([], STANDARDISED_SCHEMA)
+    assert splink_input(records).columns == [*MATCH_COLUMNS, RECORD_SOURCE]
+    sources = [c for c in load_linkage_spec(PNC_NPD).model.comparisons if c["output_column_name"] == "sources"]
+    assert sources and RECORD_SOURCE + "_l" in sources[0]["comparison_levels"][1]["sql_condition"]
+
+
 def test_a_rule_over_the_ceiling_is_refused_by_name(people):
     rules = [BlockingRuleSpec(block_on=["forename", "surname", "dob_year"]), BlockingRuleSpec(block_on=["surname"])]
     assert [b.comparisons for b in check_rules(people, rules[:1], "link_and_dedupe", 3, "prediction", "x.yaml")] == [3]
