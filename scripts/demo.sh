@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: local Spark, a local Delta lakehouse (./lakehouse),
 # a `small` synthetic release (150k NPD / 16.5k PNC records), then the pipeline so far on it
-# (ingest: validate, quarantine, standardise). Installs what it needs first.
+# (ingest: validate, quarantine, standardise; PNC-NPD linkage: train, predict, cluster,
+# quality against the truth). Installs what it needs first.
 #   scripts/demo.sh [--scale tiny|small|medium|full] [--release 2025] [--lakehouse DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ done
   --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE" --scale "$SCALE" --seed 7
 "$PYTHON" -m datafirst_spark.cli submit --conf conf/local.yaml jobs/ingest.py -- \
   --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE"
+"$PYTHON" -m datafirst_spark.cli submit --conf conf/local.yaml jobs/run_linkage.py -- \
+  --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE" --linkage conf/linkages/pnc_npd.yaml
 "$PYTHON" - "$LAKEHOUSE" "$RELEASE" <<'PY'
 import json, sys
 from pathlib import Path
@@ -35,4 +38,11 @@ for dataset in ("npd", "pnc"):
     reasons = ", ".join(f"{k} {v}" for k, v in ingest["quarantine_reasons"].items()) or "none"
     print(f"  ingested {dataset}: {ingest['input_rows']:,} read = {ingest['valid_rows']:,} standardised "
           f"+ {ingest['quarantined_rows']:,} quarantined ({reasons})  {ingest['tables']['records']}")
+linkage = json.loads((lakehouse / "staging" / release / "linkage" / "pnc_npd" / "_linkage.json").read_text())
+print(f"  linked PNC to NPD in {linkage['seconds']['total']}s, model {linkage['model_path']}:")
+for row in linkage["quality"]:
+    if (row["view"], row.get("group_by")) == ("link", "all"):
+        print(f"    {row['method']:>13} @ {row['threshold']:<4}  PNC records: precision {row['precision']:.2%}  "
+              f"recall {row['recall']:.2%} ({row['true_positives']:,} of {row['actual']:,})")
+print(f"  people, pairs and quality: {Path(linkage['tables']['clusters']).parent}")
 PY
