@@ -1,0 +1,102 @@
+"""The research extract's building blocks: keyed pseudonyms and coarsened attributes.
+
+Researchers get no names, no full date of birth (year and month), no full postcode
+(district) and no source record key: each record key becomes an HMAC-SHA256 pseudonym
+under a secret key, the same across releases for the same key, so a researcher can
+follow a record from one release to the next without learning its PNC ID or pupil
+reference. The key comes from an environment variable or a file; it is never logged,
+written, or put in a Spark plan (it travels inside the pseudonym function's closure,
+not as a literal a plan or the UI would show).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+PSEUDONYM_KEY_ENV = "DATAFIRST_PSEUDONYM_KEY"
+MIN_KEY_BYTES = 32
+_SEPARATOR = "\x1f"  # unit separator: no dataset name or record key holds it
+
+# What a researcher sees of a standardised record.
+RESEARCH_RECORD_COLUMNS = ["source_dataset", "record_pseudonym", "sex", "ethnicity_group", "birth_year_month",
+                           "postcode_district"]
+
+
+class PseudonymKeyError(RuntimeError):
+    """No usable pseudonymisation key: the message names where it was looked for, never its value."""
+
+
+def load_pseudonym_key(key_file: str | Path | None = None, env_var: str = PSEUDONYM_KEY_ENV) -> bytes:
+    """The secret key from ``key_file`` if given, else from the environment variable."""
+    if key_file is not None:
+        path = Path(key_file)
+        try:
+            key = path.read_bytes().strip()
+        except OSError as error:
+            raise PseudonymKeyError(f"pseudonym key file {path}: cannot be read ({error.strerror})") from None
+        where = f"pseudonym key file {path}"
+    else:
+        value = os.environ.get(env_var, "")
+        if not value:
+            raise PseudonymKeyError(
+                f"no pseudonym key: set {env_var} or name a key file; the research extract is not written without one")
+        key = value.strip().encode()
+        where = f"environment variable {env_var}"
+    if len(key) < MIN_KEY_BYTES:
+        raise PseudonymKeyError(f"{where}: the key is {len(key)} bytes; at least {MIN_KEY_BYTES} are needed")
+    return key
+
+
+def throwaway_key() -> bytes:
+    """A random key for local demos: pseudonyms made with it cannot be reproduced."""
+    return secrets.token_hex(MIN_KEY_BYTES).encode()
+
+
+def pseudonym_of(key: bytes, dataset: str, record_id: str) -> str:
+    """The pseudonym of one record, as the Spark column computes it (for checks and tools)."""
+    return hmac.new(key, f"{dataset}{_SEPARATOR}{record_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def pseudonym(key: bytes, dataset: Column | str, record_id: Column | str) -> Column:
+    """HMAC-SHA256 (hex) of ``dataset`` and ``record_id`` under ``key``; null when either is null."""
+
+    # A Python UDF, not built-ins: sha2 over key-derived literals would put the key in the plan.
+    # (no type hints: Spark would read them as a pandas UDF's; no Arrow: it needs pandas)
+    @F.udf(returnType="string", useArrow=False)
+    def _hmac(dataset_value, record_id_value):  # noqa: ANN001, ANN202
+        if dataset_value is None or record_id_value is None:
+            return None
+        return pseudonym_of(key, dataset_value, record_id_value)
+
+    return _hmac(F.col(dataset) if isinstance(dataset, str) else dataset,
+                 F.col(record_id) if isinstance(record_id, str) else record_id)
+
+
+def birth_year_month(dob: Column) -> Column:
+    return F.date_format(dob, "yyyy-MM")
+
+
+def research_records(records: DataFrame, key: bytes) -> DataFrame:
+    """Standardised records -> what researchers may see of them (:data:`RESEARCH_RECORD_COLUMNS`)."""
+    return records.select(
+        "source_dataset",
+        pseudonym(key, "source_dataset", "source_record_id").alias("record_pseudonym"),
+        "sex",
+        "ethnicity_group",
+        birth_year_month(F.col("dob")).alias("birth_year_month"),
+        F.col("postcode_district"),
+    )
+
+
+def pseudonymise_record_keys(df: DataFrame, key: bytes) -> DataFrame:
+    """Any table keyed by (source_dataset, source_record_id), e.g. person links, with the
+    record key replaced by its pseudonym."""
+    return df.withColumn("record_pseudonym", pseudonym(key, "source_dataset", "source_record_id")) \
+        .drop("source_record_id")
