@@ -1,0 +1,99 @@
+"""Curated Delta tables that hold every release: one commit per release per table, found
+again by the release it names, and kept readable for years.
+
+Each curated table carries a ``release`` column. Writing a release replaces that
+release's rows only (``replaceWhere``) in one commit whose ``userMetadata`` is
+``release=<R>``, so reading the table as of that commit's version (time travel) gives
+the release exactly as published, whatever came after. Delta drops log history after
+30 days by default, which would end time travel; the retention properties below keep
+ten years. Key columns are NOT NULL and CHECK constraints guard values, so a bad write
+fails instead of publishing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+TEN_YEARS = "interval 3653 days"
+RETENTION_PROPERTIES = {
+    "delta.logRetentionDuration": TEN_YEARS,            # time travel needs the log
+    "delta.deletedFileRetentionDuration": TEN_YEARS,    # and VACUUM must keep old data files
+    "delta.checkpointRetentionDuration": TEN_YEARS,
+}
+
+
+@dataclass(frozen=True)
+class CuratedTable:
+    """A curated table's rules: ``not_null`` key columns and named SQL CHECK constraints."""
+
+    name: str
+    not_null: tuple[str, ...] = ("release",)
+    checks: dict[str, str] = field(default_factory=dict)
+
+
+def _metadata(release: str) -> str:
+    return f"release={release}"
+
+
+def _sql_path(path: str) -> str:
+    return "delta.`" + path.replace("`", "``") + "`"
+
+
+def ensure_table(spark: SparkSession, table: CuratedTable, path: str, schema) -> None:  # noqa: ANN001
+    """Create the table with its properties and constraints if it does not exist yet."""
+    if DeltaTable.isDeltaTable(spark, path):
+        return
+    missing = [c for c in table.not_null if c not in schema.fieldNames()]
+    if missing:
+        raise ValueError(f"curated table {table.name}: rows have no {', '.join(missing)} column")
+    builder = DeltaTable.createIfNotExists(spark).location(path)
+    for column in schema.fields:  # Delta cannot make a column NOT NULL later, so at creation
+        builder = builder.addColumn(column.name, column.dataType, nullable=column.name not in table.not_null)
+    for key, value in RETENTION_PROPERTIES.items():
+        builder = builder.property(key, value)
+    builder.execute()
+    for name, condition in table.checks.items():
+        spark.sql(f"ALTER TABLE {_sql_path(path)} ADD CONSTRAINT {name} CHECK ({condition})")
+    log.info("curated table %s created at %s", table.name, path)
+
+
+def write_release(spark: SparkSession, table: CuratedTable, path: str, rows: DataFrame, release: str) -> int:
+    """Replace ``release``'s rows in the table in one commit naming it; the new version.
+
+    The schema must match the table's (no silent new columns: Delta's schema enforcement)."""
+    ensure_table(spark, table, path, rows.schema)
+    (rows.write.format("delta").mode("overwrite")
+     .option("replaceWhere", f"release = '{release}'")
+     .option("userMetadata", _metadata(release))
+     .save(path))
+    version = DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+    log.info("curated table %s: release %s written as version %d", table.name, release, version)
+    return int(version)
+
+
+def release_versions(spark: SparkSession, path: str) -> dict[str, int]:
+    """For each release written to the table, the version of its latest commit."""
+    history = DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect()
+    versions: dict[str, int] = {}
+    for row in sorted(history, key=lambda r: r["version"]):
+        if row["userMetadata"] and row["userMetadata"].startswith("release="):
+            versions[row["userMetadata"].removeprefix("release=")] = int(row["version"])
+    return versions
+
+
+def read_as_of(spark: SparkSession, path: str, version: int, release: str | None = None) -> DataFrame:
+    """The table as it was at ``version``; with ``release``, that release's rows only."""
+    df = spark.read.format("delta").option("versionAsOf", version).load(path)
+    return df.filter(df["release"] == release) if release is not None else df
+
+
+def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
+    detail = DeltaTable.forPath(spark, path).detail().select("properties").first()[0]
+    return dict(detail or {})
+

@@ -1,0 +1,61 @@
+"""Curated tables holding every release: one commit per release naming it, time travel to
+an earlier release after a later one is written, ten-year retention, and constraints."""
+
+import pytest
+from chispa import assert_df_equality
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+from datafirst_spark.release import (
+    RETENTION_PROPERTIES,
+    CuratedTable,
+    read_as_of,
+    release_versions,
+    table_properties,
+    write_release,
+)
+
+LINKS = CuratedTable("person_links", not_null=("release", "source_record_id", "person_id"),
+                     checks={"probability_in_range": "match_probability BETWEEN 0 AND 1"})
+SCHEMA = "release string, source_record_id string, person_id long, match_probability double"
+
+
+def rows(spark, release, data):
+    return spark.createDataFrame([(release, *r) for r in data], SCHEMA)
+
+
+def test_each_release_is_one_commit_and_earlier_releases_stay_readable(spark, tmp_path):
+    path = str(tmp_path / "person_links")
+    first = rows(spark, "2025", [("r1", 1, 0.99), ("r2", 2, 0.95)])
+    v1 = write_release(spark, LINKS, path, first, "2025")
+    v2 = write_release(spark, LINKS, path, rows(spark, "2026", [("r1", 1, 0.98), ("r3", 3, 0.97)]), "2026")
+    assert v2 > v1 and release_versions(spark, path) == {"2025": v1, "2026": v2}
+    assert_df_equality(read_as_of(spark, path, v1), first, ignore_row_order=True, ignore_nullable=True)
+    assert read_as_of(spark, path, v2).count() == 4  # both releases in the table now
+    history = DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect()
+    assert {r["version"]: r["userMetadata"] for r in history if r["version"] in (v1, v2)} == {
+        v1: "release=2025", v2: "release=2026"}
+
+
+def test_rewriting_a_release_replaces_only_its_rows(spark, tmp_path):
+    path = str(tmp_path / "person_links")
+    write_release(spark, LINKS, path, rows(spark, "2025", [("r1", 1, 0.99)]), "2025")
+    write_release(spark, LINKS, path, rows(spark, "2026", [("r1", 1, 0.99)]), "2026")
+    v3 = write_release(spark, LINKS, path, rows(spark, "2026", [("r9", 9, 0.91)]), "2026")
+    now = {(r["release"], r["source_record_id"]) for r in read_as_of(spark, path, v3).collect()}
+    assert now == {("2025", "r1"), ("2026", "r9")}
+
+
+def test_retention_keeps_ten_years_and_constraints_refuse_bad_rows(spark, tmp_path):
+    path = str(tmp_path / "person_links")
+    write_release(spark, LINKS, path, rows(spark, "2025", [("r1", 1, 0.99)]), "2025")
+    properties = table_properties(spark, path)
+    assert {k: properties.get(k) for k in RETENTION_PROPERTIES} == RETENTION_PROPERTIES
+    with pytest.raises(Exception, match="probability_in_range"):
+        write_release(spark, LINKS, path, rows(spark, "2026", [("r1", 1, 1.5)]), "2026")
+    with pytest.raises(Exception, match="(?i)person_id"):
+        write_release(spark, LINKS, path, rows(spark, "2026", [("r1", None, 0.9)]), "2026")
+    extra = rows(spark, "2026", [("r1", 1, 0.9)]).withColumn("forename", F.lit("JOHN"))
+    with pytest.raises(Exception, match="(?i)schema"):
+        write_release(spark, LINKS, path, extra, "2026")
+    assert set(release_versions(spark, path)) == {"2025"}  # none of the refused writes committed
