@@ -64,8 +64,8 @@ def pseudonym_of(key: bytes, dataset: str, record_id: str) -> str:
     return hmac.new(key, f"{dataset}{_SEPARATOR}{record_id}".encode(), hashlib.sha256).hexdigest()
 
 
-def pseudonym(key: bytes, dataset: Column | str, record_id: Column | str) -> Column:
-    """HMAC-SHA256 (hex) of ``dataset`` and ``record_id`` under ``key``; null when either is null."""
+def pseudonym(key: bytes, dataset: str, record_id: str) -> Column:
+    """HMAC-SHA256 (hex) of the columns ``dataset`` and ``record_id`` under ``key``; null when either is null."""
 
     # A Python UDF, not built-ins: sha2 over key-derived literals would put the key in the plan.
     # (no type hints: Spark would read them as a pandas UDF's; no Arrow: it needs pandas)
@@ -75,24 +75,7 @@ def pseudonym(key: bytes, dataset: Column | str, record_id: Column | str) -> Col
             return None
         return pseudonym_of(key, dataset_value, record_id_value)
 
-    return _hmac(F.col(dataset) if isinstance(dataset, str) else dataset,
-                 F.col(record_id) if isinstance(record_id, str) else record_id)
-
-
-def birth_year_month(dob: Column) -> Column:
-    return F.date_format(dob, "yyyy-MM")
-
-
-def research_records(records: DataFrame, key: bytes) -> DataFrame:
-    """Standardised records -> what researchers may see of them (:data:`RESEARCH_RECORD_COLUMNS`)."""
-    return records.select(
-        "source_dataset",
-        pseudonym(key, "source_dataset", "source_record_id").alias("record_pseudonym"),
-        "sex",
-        "ethnicity_group",
-        birth_year_month(F.col("dob")).alias("birth_year_month"),
-        F.col("postcode_district"),
-    )
+    return _hmac(F.col(dataset), F.col(record_id))
 
 
 def pseudonymise_record_keys(df: DataFrame, key: bytes) -> DataFrame:
@@ -100,3 +83,11 @@ def pseudonymise_record_keys(df: DataFrame, key: bytes) -> DataFrame:
     record key replaced by its pseudonym."""
     return df.withColumn("record_pseudonym", pseudonym(key, "source_dataset", "source_record_id")) \
         .drop("source_record_id")
+
+
+def research_records(records: DataFrame, key: bytes) -> DataFrame:
+    """Standardised records -> what researchers may see of them (:data:`RESEARCH_RECORD_COLUMNS`)."""
+    return pseudonymise_record_keys(records, key).select(
+        "source_dataset", "record_pseudonym", "sex", "ethnicity_group",
+        F.date_format("dob", "yyyy-MM").alias("birth_year_month"), "postcode_district",
+    )

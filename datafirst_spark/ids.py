@@ -26,10 +26,6 @@ PERSON_ID_COLUMNS = ["source_dataset", "source_record_id", "person_id", "thresho
 LINEAGE_COLUMNS = ["threshold", "person_id", "event", "related_person_id", "records_shared"]
 
 
-def _record_node(prefix: str = "") -> F.Column:
-    return F.concat_ws("\x1f", F.col(f"{prefix}source_dataset"), F.col(f"{prefix}source_record_id"))
-
-
 def assign_person_ids(clusters: DataFrame, previous: DataFrame | None, first_new_id: int = 1) -> DataFrame:
     """Person IDs (:data:`PERSON_ID_COLUMNS`, person_id a long) for ``clusters``.
 
@@ -39,7 +35,7 @@ def assign_person_ids(clusters: DataFrame, previous: DataFrame | None, first_new
     clusters = clusters.select(*RECORD_KEY, "cluster_id", "threshold")
     paired = pair_clusters_with_people(clusters, previous) if previous is not None else None
 
-    unpaired = clusters.groupBy("threshold", "cluster_id").agg(F.min(_record_node()).alias("first_record"))
+    unpaired = clusters.groupBy("threshold", "cluster_id").agg(F.min(F.concat_ws("\x1f", *RECORD_KEY)).alias("first_record"))
     if paired is not None:
         unpaired = unpaired.join(paired.select("threshold", "cluster_id"), ["threshold", "cluster_id"], "left_anti")
         largest = previous.agg(F.max("person_id")).first()[0]

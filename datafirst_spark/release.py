@@ -18,7 +18,11 @@ from dataclasses import dataclass, field
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
+from .lakehouse import check_release
+
 log = logging.getLogger(__name__)
+
+RELEASE_METADATA = "release="  # a release's commit carries userMetadata "release=<R>"
 
 TEN_YEARS = "interval 3653 days"
 RETENTION_PROPERTIES = {
@@ -35,10 +39,6 @@ class CuratedTable:
     name: str
     not_null: tuple[str, ...] = ("release",)
     checks: dict[str, str] = field(default_factory=dict)
-
-
-def _metadata(release: str) -> str:
-    return f"release={release}"
 
 
 def _sql_path(path: str) -> str:
@@ -67,10 +67,11 @@ def write_release(spark: SparkSession, table: CuratedTable, path: str, rows: Dat
     """Replace ``release``'s rows in the table in one commit naming it; the new version.
 
     The schema must match the table's (no silent new columns: Delta's schema enforcement)."""
+    check_release(release)  # it goes into the replaceWhere predicate
     ensure_table(spark, table, path, rows.schema)
     (rows.write.format("delta").mode("overwrite")
      .option("replaceWhere", f"release = '{release}'")
-     .option("userMetadata", _metadata(release))
+     .option("userMetadata", RELEASE_METADATA + release)
      .save(path))
     version = DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
     log.info("curated table %s: release %s written as version %d", table.name, release, version)
@@ -82,8 +83,8 @@ def release_versions(spark: SparkSession, path: str) -> dict[str, int]:
     history = DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect()
     versions: dict[str, int] = {}
     for row in sorted(history, key=lambda r: r["version"]):
-        if row["userMetadata"] and row["userMetadata"].startswith("release="):
-            versions[row["userMetadata"].removeprefix("release=")] = int(row["version"])
+        if row["userMetadata"] and row["userMetadata"].startswith(RELEASE_METADATA):
+            versions[row["userMetadata"].removeprefix(RELEASE_METADATA)] = int(row["version"])
     return versions
 
 
@@ -91,9 +92,4 @@ def read_as_of(spark: SparkSession, path: str, version: int, release: str | None
     """The table as it was at ``version``; with ``release``, that release's rows only."""
     df = spark.read.format("delta").option("versionAsOf", version).load(path)
     return df.filter(df["release"] == release) if release is not None else df
-
-
-def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
-    detail = DeltaTable.forPath(spark, path).detail().select("properties").first()[0]
-    return dict(detail or {})
 

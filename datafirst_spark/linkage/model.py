@@ -72,6 +72,9 @@ def splink_settings(spec: LinkageSpec, parameters: dict[str, Any] | None = None)
         max_iterations=model.max_iterations,
         unique_id_column_name=UNIQUE_ID,
         source_dataset_column_name=SOURCE_DATASET,
+        # Splink drops the dataset from its ids when deduplicating one dataset; retained, every
+        # link type scores pairs in the same shape (source_dataset_l/_r).
+        additional_columns_to_retain=[SOURCE_DATASET] if spec.link_type == "dedupe_only" else [],
         # Splink keeps the gamma_ columns (which level each comparison fell in; exclusions and
         # QA need them) only with the matching columns; the job writes just the gammas.
         retain_matching_columns=True,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,17 +169,18 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
         predictions = linker.inference.predict(threshold_match_probability=spec.pairs_floor, warning_mode="never")
         scored = predictions.as_spark_dataframe()
         gammas = [c for c in scored.columns if c.startswith("gamma_")]
-        for side in ("source_dataset_l", "source_dataset_r"):
-            if side not in scored.columns:  # a dedupe_only linkage has one dataset, so Splink omits it
-                scored = scored.withColumn(side, F.lit(spec.datasets[0]))
         scored = scored.withColumn("excluded_by", exclusion_flag(spec))
         _write_delta(scored.select(*PAIR_COLUMNS, *gammas), out("pairs"))
         pairs = spark.read.format("delta").load(out("pairs"))
-        by_rule = pairs.groupBy("match_key").count().collect()
-        report.pairs_by_rule = {str(r["match_key"]): r["count"] for r in sorted(by_rule, key=lambda r: str(r[0]))}
+        counted = pairs.groupBy("match_key", "excluded_by").count().collect()  # one pass for both figures
+        by_rule: Counter[str] = Counter()
+        excluded: Counter[str] = Counter()
+        for row in counted:
+            by_rule[str(row["match_key"])] += row["count"]
+            if row["excluded_by"] is not None:
+                excluded[row["excluded_by"]] += row["count"]
+        report.pairs_by_rule, report.pairs_excluded = dict(sorted(by_rule.items())), dict(excluded)
         report.pairs = figures["rows"] = sum(report.pairs_by_rule.values())
-        excluded = pairs.filter(F.col("excluded_by").isNotNull()).groupBy("excluded_by").count().collect()
-        report.pairs_excluded = {r["excluded_by"]: r["count"] for r in excluded}
         for name, count in report.pairs_excluded.items():
             log.info("linkage %s: %d scored pairs excluded by %r", spec.linkage, count, name)
         report.tables["pairs"] = out("pairs")

@@ -11,7 +11,6 @@ from datafirst_spark.release import (
     CuratedTable,
     read_as_of,
     release_versions,
-    table_properties,
     write_release,
 )
 
@@ -49,7 +48,7 @@ def test_rewriting_a_release_replaces_only_its_rows(spark, tmp_path):
 def test_retention_keeps_ten_years_and_constraints_refuse_bad_rows(spark, tmp_path):
     path = str(tmp_path / "person_links")
     write_release(spark, LINKS, path, rows(spark, "2025", [("r1", 1, 0.99)]), "2025")
-    properties = table_properties(spark, path)
+    properties = DeltaTable.forPath(spark, path).detail().first()["properties"]
     assert {k: properties.get(k) for k in RETENTION_PROPERTIES} == RETENTION_PROPERTIES
     with pytest.raises(Exception, match="probability_in_range"):
         write_release(spark, LINKS, path, rows(spark, "2026", [("r1", 1, 1.5)]), "2026")
