@@ -75,8 +75,11 @@ def generate_synthetic(argv: Sequence[str] | None = None) -> int:
         "their ground truth under truth/.",
     )
     common_arguments(parser)
-    parser.add_argument("--scale", default="tiny", help="a scale named in the synthetic config (default: tiny)")
-    parser.add_argument("--seed", type=int, default=7, help="same seed and scale give the same rows (default: 7)")
+    parser.add_argument("--scale", help="a scale named in the synthetic config (default: tiny)")
+    parser.add_argument("--seed", type=int, help="same seed and scale give the same rows (default: 7)")
+    parser.add_argument("--next-year-of", metavar="RELEASE",
+                        help="make this release a year on from RELEASE (same people, scale and seed, plus a new "
+                        "cohort, new offenders, surname changes and corrections); --scale and --seed come from it")
     parser.add_argument("--format", dest="extract_format", default="csv", choices=["csv", "parquet"])
     parser.add_argument("--synthetic-conf", help="synthetic YAML; default: synthetic_config named in --conf")
     args = parser.parse_args(argv)
@@ -91,9 +94,22 @@ def generate_synthetic(argv: Sequence[str] | None = None) -> int:
         synthetic = load_synthetic_config(args.synthetic_conf or env.resolve(env.synthetic_config))
         from .synthetic.population import PopulationPlan
 
-        PopulationPlan.for_scale(synthetic, synthetic.scale(args.scale), args.scale)  # fail before Spark
-        request = GenerationRequest(check_release(args.release), args.scale, args.seed, args.extract_format)
         lakehouse = open_lakehouse(env, args.lakehouse)
+        scale, seed = args.scale or "tiny", 7 if args.seed is None else args.seed
+        if args.next_year_of:
+            from .synthetic.generate import previous_generation
+
+            prior = previous_generation(lakehouse, check_release(args.next_year_of))
+            for name, given, recorded in (("--scale", args.scale, prior["scale"]), ("--seed", args.seed, prior["seed"])):
+                if given is not None and given != recorded:
+                    raise ConfigError(f"{name} {given}: release {args.next_year_of} was made with {recorded}; "
+                                      "a next year's release keeps it (leave the option out)")
+            scale, seed = prior["scale"], prior["seed"]
+            if check_release(args.release) == args.next_year_of:
+                raise ConfigError(f"--next-year-of {args.next_year_of}: must differ from --release")
+        PopulationPlan.for_scale(synthetic, synthetic.scale(scale), scale)  # fail before Spark
+        request = GenerationRequest(check_release(args.release), scale, seed, args.extract_format,
+                                    args.next_year_of)
         with spark_run(env, "generate_synthetic") as run:
             generate_release(run.spark, synthetic, lakehouse, request, run.scratch_dir)
         print(f"{lakehouse.landing(request.release)}/{MANIFEST}")

@@ -140,12 +140,23 @@ class CorruptionSpec(StrictModel):
     pnc: CorruptionRates
 
 
+class NextYearSpec(StrictModel):
+    """How release R+1 differs from release R (``generate --next-year-of R``)."""
+
+    new_cohort_births: Weight = Field(description="the new school cohort's weight, in cohort_births' units")
+    new_offender_rate: Rate = Field(description="pupils with no PNC record who get one, on average")
+    new_never_in_npd_share: Rate = Field(description="new PNC people never in NPD, as a share of PNC people")
+    surname_change_rate: Rate = Field(description="PNC people recorded under a new surname, the old one an alias")
+    correction_rate: Rate = Field(description="people whose mis-recorded details both sources correct")
+
+
 class SyntheticConfig(StrictModel):
     scales: dict[str, ScaleSpec]
     population: PopulationSpec
     npd: NpdSpec
     pnc: PncSpec
     corruption: CorruptionSpec
+    next_year: NextYearSpec
 
     def scale(self, name: str) -> ScaleSpec:
         if name not in self.scales:

@@ -186,3 +186,20 @@ def apply_corruptions(
     tags = [c for c in out.columns if c.startswith("_tag_")]
     staging = [c for c in out.columns if c.startswith("_new_")]
     return out.withColumn("corruptions", F.array_compact(F.array(*tags))).drop(*tags, *staging)
+
+
+CORRECTABLE = ("forename", "surname", "dob", "sex", "postcode")
+
+
+def keep_true_values(df: DataFrame) -> DataFrame:
+    """Copy the true values :func:`apply_corruptions` may change, for :func:`undo_corruptions`."""
+    return df.withColumns({f"_true_{c}": F.col(c) for c in CORRECTABLE})
+
+
+def undo_corruptions(df: DataFrame, corrected: Column) -> DataFrame:
+    """Where ``corrected`` (a source fixed this person's details in a later release), the
+    true values kept by :func:`keep_true_values` again, and no corruptions listed."""
+    return df.withColumns({
+        **{c: F.when(corrected, F.col(f"_true_{c}")).otherwise(F.col(c)) for c in CORRECTABLE},
+        "corruptions": F.when(corrected, F.array().cast("array<string>")).otherwise(F.col("corruptions")),
+    })

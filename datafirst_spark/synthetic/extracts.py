@@ -14,7 +14,9 @@ from .corruption import (
     VARIATION,
     apply_corruptions,
     happens,
+    keep_true_values,
     keyboard_typo,
+    undo_corruptions,
 )
 from .draws import integer_between, lookup, uniform, weighted_choice
 from .names import NameSampler
@@ -160,8 +162,9 @@ def npd_records(
     )
     needs_other_surname = happens(seed, "npd", "surname_change", rates.surname_change)
     records = _with_helpers(records, config, seed, "npd", names, nicknames, needs_other_surname)
-    records = records.withColumn("_true_ethnicity", F.col("ethnicity"))
+    records = keep_true_values(records.withColumn("_true_ethnicity", F.col("ethnicity")))
     records = apply_corruptions(records, rates, seed, "npd", old_postcode)
+    records = undo_corruptions(records, F.col("corrected"))
     recorded, tag = _recorded_ethnicity(seed, "npd", rates, F.col("_true_ethnicity"))
     unrecorded_code = F.when(uniform(seed, "npd:unrecorded_kind", key) < 0.5, "REFU").otherwise("NOBT")
     records = records.withColumn("ethnicity", F.coalesce(recorded, unrecorded_code)).withColumn(
@@ -227,11 +230,16 @@ def pnc_records(
     )
     needs_other_surname = happens(seed, "pnc", "surname_change", rates.surname_change) | (F.col("_alias_count") > 0)
     records = _with_helpers(records, config, seed, "pnc", names, nicknames, needs_other_surname)
-    records = records.withColumns(
-        {"_true_forename": F.col("forename"), "_true_surname": F.col("surname"), "_true_dob": F.col("dob"),
-         "_true_ethnicity": F.col("ethnicity")}
-    )
+    # a surname changed since school (a later release's change) is the PNC's true surname now
+    records = records.withColumns({"_school_surname": F.col("surname"),
+                                   "surname": F.coalesce("current_surname", "surname")})
+    records = keep_true_values(records.withColumn("_true_ethnicity", F.col("ethnicity")))
     records = apply_corruptions(records, rates, seed, "pnc", old_postcode)
+    records = undo_corruptions(records, F.col("corrected"))
+    surname_changed = F.col("_school_surname") != F.col("_true_surname")
+    records = records.withColumn(
+        "corruptions", F.concat("corruptions", F.when(surname_changed, F.array(F.lit("surname_changed_since_school")))
+                                .otherwise(F.array().cast("array<string>"))))
     recorded, tag = _recorded_ethnicity(seed, "pnc", rates, F.col("_true_ethnicity"))
     seen_as_white = uniform(seed, "pnc:officer_view", key) < F.coalesce(
         lookup(MIXED_SEEN_AS_WHITE, F.col("_true_ethnicity")), F.lit(0.0)
@@ -304,9 +312,13 @@ def _with_aliases(records: DataFrame, spec, seed: int) -> DataFrame:
         spec.alias_names
     ) > 0 else F.array().cast("array<string>")
     recorded_name = F.concat(F.col("surname"), F.lit("/"), F.col("forename"))
+    none = F.array().cast("array<string>")
+    # the PNC keeps a name a person was known by before a change of surname
+    school_name = F.when(F.col("_school_surname") != true_surname,
+                         F.array(F.concat(F.col("_school_surname"), F.lit("/"), true_forename))).otherwise(none)
     names = F.array_distinct(
-        F.concat(F.when(keeps_true_name, F.array(F.concat(true_surname, F.lit("/"), true_forename))).otherwise(
-            F.array().cast("array<string>")), invented)
+        F.concat(F.when(keeps_true_name, F.array(F.concat(true_surname, F.lit("/"), true_forename))).otherwise(none),
+                 school_name, invented)
     )
     names = F.filter(names, lambda n: n != recorded_name)
 

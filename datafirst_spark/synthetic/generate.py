@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .. import code_version
+from ..config import ConfigError
 from ..lakehouse import Lakehouse, write_json
 from ..timing import StageTimer
 from .config import SyntheticConfig
 from .extracts import NPD_COLUMNS, PNC_COLUMNS, TRUTH_COLUMNS, npd_records, pnc_records
 from .names import NameSampler, nickname_table
+from .next_year import next_year_population, plan_next_year
 from .population import PopulationPlan, build_population
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,15 @@ class GenerationRequest:
     scale: str
     seed: int
     extract_format: ExtractFormat = "csv"
+    previous_release: str | None = None  # make this release a year on from that one
+
+
+def previous_generation(lakehouse: Lakehouse, release: str) -> dict[str, Any]:
+    """The generation record of a local release a next year's release is made from."""
+    path = Path(lakehouse.truth(release, MANIFEST).removeprefix("file://"))
+    if not path.is_file():
+        raise ConfigError(f"--next-year-of {release}: no synthetic release there ({path} not found)")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,7 @@ def build_population_frame(
 ) -> tuple[PopulationPlan, DataFrame]:
     plan = PopulationPlan.for_scale(config, config.scale(request.scale), request.scale)
     partitions = max(spark.sparkContext.defaultParallelism, math.ceil(plan.school_people / ROWS_PER_PARTITION))
-    return plan, build_population(spark, config, plan, request.seed, tables.names, partitions)
+    return plan, build_population(spark, config, plan, request.seed, tables.names, partitions, 0, request.release)
 
 
 @contextmanager
@@ -79,13 +92,27 @@ def generate_release(
         started = datetime.now(timezone.utc)
         timer = StageTimer(log)
         tables = SamplingTables.build(spark, config)
-        plan, people = build_population_frame(spark, config, request, tables)
-        log.info("generating release %s at scale %s (seed %d): %s", request.release, request.scale, request.seed, plan)
+        if request.previous_release is None:
+            plan, people = build_population_frame(spark, config, request, tables)
+            plan_record = plan.as_dict()
+        else:
+            previous = spark.read.format("delta").load(lakehouse.truth(request.previous_release, "people"))
+            prior = previous_generation(lakehouse, request.previous_release)
+            next_plan = plan_next_year(config, previous, prior["plan"])
+            people = next_year_population(spark, config, previous, next_plan, request.seed, request.release,
+                                          tables.names, spark.sparkContext.defaultParallelism)
+            plan = next_plan
+            # the sizes the release after this one grows from
+            plan_record = {"school_people": prior["plan"]["school_people"] + next_plan.cohort_people,
+                           "pnc_people": prior["plan"]["pnc_people"] + next_plan.never_in_npd, **next_plan.as_dict()}
+        log.info("generating release %s at scale %s (seed %d%s): %s", request.release, request.scale, request.seed,
+                 f", a year on from {request.previous_release}" if request.previous_release else "", plan)
 
         with timer.stage("population") as figures:
             people_path = lakehouse.truth(request.release, "people")
             _write_delta(people.withColumn("release", F.lit(request.release)), people_path)
-            figures["rows"] = spark.read.format("delta").load(people_path).count()
+            changes = population_changes(spark.read.format("delta").load(people_path), request.release)
+            figures["rows"] = changes.pop("people")
 
         # The extracts are built from the stored population: the expensive name and address
         # draws are not redone for each source.
@@ -100,7 +127,7 @@ def generate_release(
                 staged[source] = spark.read.parquet(path)
                 counts[source] = figures["rows"] = staged[source].count()
             with timer.stage(f"{source}_extract") as figures:
-                _write_extract(staged[source].select(columns), lakehouse.landing(request.release, source), request.extract_format)
+                write_extract(staged[source].select(columns), lakehouse.landing(request.release, source), request.extract_format)
                 figures["rows"] = counts[source]
 
         with timer.stage("truth_records") as figures:
@@ -113,8 +140,10 @@ def generate_release(
             "scale": request.scale,
             "seed": request.seed,
             "extract_format": request.extract_format,
-            "plan": plan.as_dict(),
+            "previous_release": request.previous_release,
+            "plan": plan_record,
             "rows": {"people": timer.rows["population"], "npd": counts["npd"], "pnc": counts["pnc"]},
+            "population_changes": changes,
             "stage_seconds": timer.seconds,
             "total_seconds": round(sum(timer.seconds.values()), 2),
             "started_at": started.isoformat(timespec="seconds"),
@@ -137,11 +166,24 @@ def generate_release(
         return record
 
 
+def population_changes(people: DataFrame, release: str) -> dict[str, int]:
+    """How many people, and how many of them are new, new in the PNC, renamed or corrected."""
+    row = people.agg(
+        F.count("*").alias("people"),
+        F.count_if(F.col("first_release") == release).alias("new_people"),
+        F.count_if((F.col("pnc_since_release") == release) & ~F.col("first_release").eqNullSafe(release))
+        .alias("new_in_pnc"),
+        F.count_if(F.col("current_surname").isNotNull()).alias("surname_changed"),
+        F.count_if("corrected").alias("corrected"),
+    ).first()
+    return row.asDict()
+
+
 def _write_delta(df: DataFrame, path: str) -> None:
     df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
 
 
-def _write_extract(df: DataFrame, path: str, extract_format: ExtractFormat) -> None:
+def write_extract(df: DataFrame, path: str, extract_format: ExtractFormat) -> None:
     writer = df.write.mode("overwrite")
     if extract_format == "parquet":
         writer.parquet(path)

@@ -86,10 +86,16 @@ def build_population(
     seed: int,
     names: NameSampler,
     partitions: int | None = None,
+    first_id: int = 0,
+    release: str | None = None,
 ) -> DataFrame:
+    """The people of ``plan``, with ids from ``first_id`` (a multiple of the family block:
+    families are cut from blocks of ids); ``release`` is the one they first appear in."""
+    if first_id % FAMILY_BLOCK:
+        raise ValueError(f"first_id {first_id} is not a multiple of {FAMILY_BLOCK}")
     spec = config.population
-    school = _school_people(spark, spec, plan, seed, partitions)
-    outsiders = _never_in_npd(spark, config, plan, seed)
+    school = _school_people(spark, spec, plan, seed, partitions, first_id)
+    outsiders = _never_in_npd(spark, config, plan, seed, first_id)
     people = school.unionByName(outsiders)
     person, family = F.col("person_id"), F.col("family_id")
 
@@ -146,19 +152,30 @@ def build_population(
 
     people = _addresses(people, spec, seed)
     people = _offending(people, config, plan, seed)
-    return people.select(
-        "person_id", "family_id", "child_index", "sex", "dob", "ethnicity", "forename_origin",
-        "surname_origin", "forename", "middle_names", "surname", "home_postcode", "move_date",
-        "moved_postcode", "own_postcode", "in_npd_cohorts", "never_in_npd_reason", "offends",
-    )
+    return people.withColumns({
+        # changes a later release brings (see next_year.py); none when a person first appears
+        "current_surname": F.lit(None).cast("string"),
+        "corrected": F.lit(False),
+        "first_release": F.lit(release).cast("string"),
+        "pnc_since_release": F.when(F.col("offends"), F.lit(release)).cast("string"),
+    }).select(*PEOPLE_COLUMNS)
+
+
+PEOPLE_COLUMNS = [
+    "person_id", "family_id", "child_index", "sex", "dob", "ethnicity", "forename_origin",
+    "surname_origin", "forename", "middle_names", "surname", "home_postcode", "move_date",
+    "moved_postcode", "own_postcode", "in_npd_cohorts", "never_in_npd_reason", "offends",
+    "current_surname", "corrected", "first_release", "pnc_since_release",
+]
 
 
 def _school_people(
-    spark: SparkSession, spec: PopulationSpec, plan: PopulationPlan, seed: int, partitions: int | None
+    spark: SparkSession, spec: PopulationSpec, plan: PopulationPlan, seed: int, partitions: int | None,
+    first_id: int = 0,
 ) -> DataFrame:
     patterns = family_patterns(spark, spec, seed)
     people = (
-        spark.range(0, plan.school_people, 1, partitions)
+        spark.range(first_id, first_id + plan.school_people, 1, partitions)
         .withColumnRenamed("id", "person_id")
         .withColumn("_block", F.floor(F.col("person_id") / FAMILY_BLOCK))
         .withColumn("position", (F.col("person_id") % FAMILY_BLOCK).cast("int"))
@@ -206,7 +223,8 @@ def _school_people(
     )
 
 
-def _never_in_npd(spark: SparkSession, config: SyntheticConfig, plan: PopulationPlan, seed: int) -> DataFrame:
+def _never_in_npd(spark: SparkSession, config: SyntheticConfig, plan: PopulationPlan, seed: int,
+                  first_id: int = 0) -> DataFrame:
     spec = config.population
     person = F.col("person_id")
     before = uniform(seed, "born_before_cutoff", person) < config.pnc.born_before_cutoff_share
@@ -218,7 +236,7 @@ def _never_in_npd(spark: SparkSession, config: SyntheticConfig, plan: Population
         F.date_add(F.lit(spec.first_birth_date), integer_between(offset, 0, days_within))
     )
     return (
-        spark.range(plan.school_people, plan.school_people + plan.never_in_npd)
+        spark.range(first_id + plan.school_people, first_id + plan.school_people + plan.never_in_npd)
         .withColumnRenamed("id", "person_id")
         .withColumn("family_id", person)
         .withColumn("child_index", F.lit(0))
@@ -256,16 +274,22 @@ def _addresses(people: DataFrame, spec: PopulationSpec, seed: int) -> DataFrame:
 def _offending(people: DataFrame, config: SyntheticConfig, plan: PopulationPlan, seed: int) -> DataFrame:
     """Who in the school cohorts has a PNC record: a chance that depends on sex and group,
     scaled so the expected number matches the plan. Everyone never in NPD has one."""
+    base = plan.school_offenders_expected / plan.school_people if plan.school_people else 0.0
+    return people.withColumn(
+        "offends",
+        ~F.col("in_npd_cohorts") | (uniform(seed, "offends", F.col("person_id")) < offending_chance(config, base)),
+    )
+
+
+def offending_chance(config: SyntheticConfig, rate: float) -> Column:
+    """A pupil's chance of a PNC record when the average chance is ``rate``: higher for
+    men and for the groups the config names."""
     spec, pnc = config.population, config.pnc
     multiplier = pnc.offending_rate_by_ethnicity
     mean_multiplier = sum(share * multiplier.get(code, multiplier["default"]) for code, share in spec.ethnicity.items())
-    base = plan.school_offenders_expected / (plan.school_people * mean_multiplier)
+    base = rate / mean_multiplier
     sex_factor = F.when(F.col("sex") == "M", pnc.male_share / spec.male_share).otherwise(
         (1 - pnc.male_share) / (1 - spec.male_share)
     )
     group_factor = F.coalesce(lookup(multiplier, F.col("ethnicity")), F.lit(multiplier["default"]))
-    chance = F.least(F.lit(1.0), base * sex_factor * group_factor)
-    return people.withColumn(
-        "offends",
-        ~F.col("in_npd_cohorts") | (uniform(seed, "offends", F.col("person_id")) < chance),
-    )
+    return F.least(F.lit(1.0), base * sex_factor * group_factor)

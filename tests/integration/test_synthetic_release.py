@@ -140,8 +140,8 @@ def test_lakehouse_areas_exist_and_run_scratch_is_removed(tiny_release, test_env
 
 
 def test_parquet_extracts_are_an_option(spark, tmp_path):
-    from datafirst_spark.synthetic.generate import _write_extract
+    from datafirst_spark.synthetic.generate import write_extract
 
     df = spark.createDataFrame([("PMR1", "Ann")], "pupil_ref string, forename string")
-    _write_extract(df, str(tmp_path / "npd"), "parquet")
+    write_extract(df, str(tmp_path / "npd"), "parquet")
     assert spark.read.parquet(str(tmp_path / "npd")).collect() == df.collect()
