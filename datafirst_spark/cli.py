@@ -1,7 +1,8 @@
 """Command-line entry points shared by jobs/ (spark-submit) and the `datafirst` command.
 
 Exit codes: 0 success; 1 internal error; 2 bad configuration or input (the message names
-the key, file or value).
+the key, file or value); 3 a release failed an audit (nothing published; the message
+names the audit and its figures).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .lakehouse import Lakehouse, check_release, is_local
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
+EXIT_AUDIT_FAILED = 3
 
 DEFAULT_ENVIRONMENT = "conf/local.yaml"
 log = logging.getLogger("datafirst_spark")
@@ -57,11 +59,16 @@ def open_lakehouse(env: EnvironmentConfig, override: str | None) -> Lakehouse:
 
 def run_guarded(action: Callable[[], None]) -> int:
     """Run a job body; turn known failures into one log line and a documented exit code."""
+    from .release.audit import AuditFailed
+
     try:
         action()
     except ConfigError as exc:
         log.error("error: %s", exc)
         return EXIT_BAD_INPUT
+    except AuditFailed as exc:
+        log.error("error: %s", exc)
+        return EXIT_AUDIT_FAILED
     except Exception:
         log.exception("internal error")
         return EXIT_INTERNAL_ERROR
@@ -215,6 +222,107 @@ def train_model_job(argv: Sequence[str] | None = None) -> int:
     return run_guarded(lambda: _run_linkage(args, train_only=True))
 
 
+def publish_release_job(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="publish_release",
+        description="Publish a release of a linkage: person IDs carried from the previous release, curated "
+        "tables written to staging and audited, then one commit per curated table, the de-identified research "
+        "extract, and the registry row last. Runs the linkage first if it has not run for the release. "
+        "Exit 3: an audit failed and nothing was published.",
+    )
+    _linkage_arguments(parser)
+    parser.add_argument("--republish", action="store_true",
+                        help="publish a release that is already published again, as new versions")
+    parser.add_argument("--pseudonym-key-file",
+                        help="file holding the research extract's key; default: pseudonym_key_file in --conf, "
+                        "else the DATAFIRST_PSEUDONYM_KEY environment variable")
+    parser.add_argument("--throwaway-key", action="store_true",
+                        help="local demo only: pseudonymise with a random key that is not kept (pseudonyms then "
+                        "differ from every other release's)")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+
+    def body() -> None:
+        from .deidentify import PseudonymKeyError, load_pseudonym_key, throwaway_key
+        from .linkage.run import check_linkage_inputs
+        from .linkage.spec import load_linkage_spec
+        from .release.publish import REPORT_FILE, PublishRequest, publish_release, release_staging
+        from .session import spark_run
+
+        env = load_environment(args.conf)
+        spec = load_linkage_spec(args.linkage)
+        check_linkage_inputs(spec, env)
+        release = check_release(args.release)
+        lakehouse = open_lakehouse(env, args.lakehouse)
+        # the key is settled before Spark starts: no key, no work
+        if args.throwaway_key:
+            if not is_local(lakehouse.root):
+                raise ConfigError("--throwaway-key: only for a local lakehouse (the demo); name a key for "
+                                  f"{lakehouse.root}")
+            key = throwaway_key()
+            log.warning("research extract pseudonyms use a throwaway key: they cannot be reproduced or "
+                        "followed to another release (local demo only)")
+        else:
+            key_file = args.pseudonym_key_file or (str(env.resolve(env.pseudonym_key_file))
+                                                   if env.pseudonym_key_file else None)
+            try:
+                key = load_pseudonym_key(key_file)
+            except PseudonymKeyError as exc:
+                raise ConfigError(str(exc)) from None
+        request = PublishRequest(release, key, republish=args.republish)
+        with spark_run(env, f"publish-{spec.linkage}") as run:
+            publish_release(run.spark, env, spec, lakehouse, request, run.scratch_dir)
+        print(release_staging(lakehouse, release, REPORT_FILE))
+
+    return run_guarded(body)
+
+
+def releases(argv: Sequence[str] | None = None) -> int:
+    """List published releases, read a table as a release published it, or diff two releases."""
+    parser = argparse.ArgumentParser(prog="datafirst releases", description=releases.__doc__)
+    parser.add_argument("--conf", default=DEFAULT_ENVIRONMENT, help="environment YAML (default: %(default)s)")
+    parser.add_argument("--lakehouse", help="lakehouse root; overrides lakehouse_root in --conf")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="one JSON line per published release (its latest publication)")
+    read = commands.add_parser("read", help="a curated table's rows as RELEASE published them, as JSON lines")
+    read.add_argument("--release", required=True)
+    read.add_argument("--table", required=True, help="persons, person_links, quarantine, linkage_quality, "
+                      "person_id_lineage")
+    read.add_argument("--limit", type=int, default=20, help="rows to print; 0 for all (default: %(default)s)")
+    diff = commands.add_parser("diff", help="people added, carried, merged, split and retired from one release "
+                               "to another, per threshold")
+    diff.add_argument("--from", dest="old", required=True)
+    diff.add_argument("--to", dest="new", required=True)
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+
+    def body() -> None:
+        import json
+
+        from .release.read import diff_releases, list_releases, read_release_table
+        from .session import spark_run
+
+        env = load_environment(args.conf)
+        lakehouse = open_lakehouse(env, args.lakehouse)
+        with spark_run(env, f"releases-{args.command}") as run:
+            if args.command == "list":
+                for entry in list_releases(run.spark, lakehouse):
+                    print(json.dumps({k: entry[k] for k in ("release", "publication", "previous_release",
+                                                            "published_at", "model_sha256", "input_rows",
+                                                            "figures", "table_versions")}, default=str))
+                return
+            if args.command == "read":
+                df = read_release_table(run.spark, lakehouse, args.table, check_release(args.release))
+                rows = df.collect() if args.limit == 0 else df.limit(args.limit).collect()
+            else:
+                rows = diff_releases(run.spark, lakehouse, check_release(args.old), check_release(args.new)).collect()
+            for row in rows:
+                print(json.dumps(row.asDict(recursive=True), default=str))
+
+    return run_guarded(body)
+
+
 def submit(argv: Sequence[str] | None = None) -> int:
     """spark-submit a job with the packages, jars and driver memory its environment needs."""
     parser = argparse.ArgumentParser(
@@ -254,6 +362,8 @@ COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "ingest": ingest,
     "link": run_linkage_job,
     "train": train_model_job,
+    "publish": publish_release_job,
+    "releases": releases,
     "submit": submit,
 }
 

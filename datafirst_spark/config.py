@@ -82,6 +82,11 @@ class EnvironmentConfig(StrictModel):
     synthetic_config: str = "synthetic.yaml"
     datasets: str = Field(default="datasets", description="Folder of dataset specs, relative to this file.")
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    pseudonym_key_file: str | None = Field(
+        default=None,
+        description="File holding the research extract's pseudonym key (relative to this file); "
+        "else the DATAFIRST_PSEUDONYM_KEY environment variable.",
+    )
 
     source_file: Path | None = Field(default=None, exclude=True)
 

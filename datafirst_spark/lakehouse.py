@@ -94,6 +94,11 @@ def write_json(spark: SparkSession, path: str, payload: dict[str, Any]) -> None:
         stream.close()
 
 
+def read_json(spark: SparkSession | None, path: str) -> Any:  # noqa: ANN401 - any JSON document
+    """Read a JSON document (up to 64 MiB) from a local path or any Hadoop file system."""
+    return json.loads(read_head(spark, path, 1 << 26).decode("utf-8"))
+
+
 def hadoop_file_system(spark: SparkSession, path: str):  # noqa: ANN202 - py4j objects
     jvm = spark.sparkContext._jvm  # noqa: SLF001
     hadoop_path = jvm.org.apache.hadoop.fs.Path(path)

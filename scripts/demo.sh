@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: local Spark, a local Delta lakehouse (./lakehouse),
-# a `small` synthetic release (150k NPD / 16.5k PNC records), then the pipeline so far on it
+# a `small` synthetic release (150k NPD / 16.5k PNC records), then the pipeline on it
 # (ingest: validate, quarantine, standardise; PNC-NPD linkage: train, predict, cluster,
-# quality against the truth). Installs what it needs first.
+# quality against the truth; publish: person IDs, audits, curated tables, research extract
+# under a throwaway key, registry). Installs what it needs first.
 #   scripts/demo.sh [--scale tiny|small|medium|full] [--release 2025] [--lakehouse DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,10 @@ done
   --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE"
 "$PYTHON" -m datafirst_spark.cli submit --conf conf/local.yaml jobs/run_linkage.py -- \
   --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE" --linkage conf/linkages/pnc_npd.yaml
+# the demo's research extract uses a throwaway key (the job says so); a real run names one
+"$PYTHON" -m datafirst_spark.cli submit --conf conf/local.yaml jobs/publish_release.py -- \
+  --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE" --linkage conf/linkages/pnc_npd.yaml \
+  --throwaway-key
 "$PYTHON" - "$LAKEHOUSE" "$RELEASE" <<'PY'
 import json, sys
 from pathlib import Path
@@ -45,4 +50,11 @@ for row in linkage["quality"]:
         print(f"    {row['method']:>13} @ {row['threshold']:<4}  PNC records: precision {row['precision']:.2%}  "
               f"recall {row['recall']:.2%} ({row['true_positives']:,} of {row['actual']:,})")
 print(f"  people, pairs and quality: {Path(linkage['tables']['clusters']).parent}")
+publish = json.loads((lakehouse / "staging" / release / "release" / "_publish.json").read_text())
+print(f"  release {release} {publish['status']} (publication {publish['publication']}) in "
+      f"{publish['seconds']['total']}s: audits " + ", ".join(
+          f"{a['name']} {'passed' if a['passed'] else 'FAILED'}" for a in publish["audits"]))
+print("  curated tables at versions " + ", ".join(f"{t} {v}" for t, v in publish["table_versions"].items())
+      + f"; registry {lakehouse / 'curated' / 'releases'}")
+print(f"  research extract (throwaway key): {publish['research_extract']}")
 PY

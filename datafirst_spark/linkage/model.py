@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from splink import Linker, SettingsCreator, block_on
 
 from ..config import ConfigError
-from ..lakehouse import Lakehouse, list_folders, read_head, write_json
+from ..lakehouse import Lakehouse, list_folders, read_json, write_json
 from ..standardise import STANDARDISED_SCHEMA
 from .spec import BlockingRuleSpec, LinkageSpec
 
@@ -195,13 +195,9 @@ def save_model(spark: SparkSession, linker: Linker, lakehouse: Lakehouse, spec: 
     return SavedModel(parameters, digest, f"{folder}/{MODEL_FILE}", release)
 
 
-def _read_json(spark: SparkSession | None, path: str) -> dict[str, Any]:
-    return json.loads(read_head(spark, path, 1 << 26).decode("utf-8"))
-
-
 def load_model(spark: SparkSession | None, path: str, release: str = "") -> SavedModel:
     try:
-        parameters = _read_json(spark, path)
+        parameters = read_json(spark, path)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a readable Splink model ({exc})") from None
     if "comparisons" not in parameters:
@@ -217,7 +213,7 @@ def latest_model(spark: SparkSession | None, lakehouse: Lakehouse, linkage: str,
     for folder in list_folders(spark, root):
         name = folder.rstrip("/").rsplit("/", 1)[-1]
         try:
-            record = _read_json(spark, f"{folder}/{MODEL_RECORD}")
+            record = read_json(spark, f"{folder}/{MODEL_RECORD}")
         except (OSError, ValueError):
             continue
         if name == release:

@@ -125,6 +125,20 @@ class ClusteringSpec(StrictModel):
         return sorted(set(value))
 
 
+class AuditBounds(StrictModel):
+    """How far a release's figures may move from the previous release's before publishing stops."""
+
+    max_link_rate_change: float = Field(
+        default=0.05, ge=0, le=1,
+        description="PNC records in a person with an NPD record, absolute change at any threshold.")
+    max_precision_drop: float = Field(default=0.01, ge=0, le=1, description="Against truth, where truth exists.")
+    max_recall_drop: float = Field(default=0.02, ge=0, le=1, description="Against truth, where truth exists.")
+
+
+class ReleaseSpec(StrictModel):
+    audits: AuditBounds = Field(default_factory=AuditBounds)
+
+
 class LinkageSpec(StrictModel):
     linkage: str = Field(description="Short name; outputs go under staging/<release>/linkage/<name>/.")
     description: str = ""
@@ -139,6 +153,7 @@ class LinkageSpec(StrictModel):
     )
     clustering: ClusteringSpec
     deterministic_baseline: list[DeterministicPass] = Field(default_factory=list)
+    release: ReleaseSpec = Field(default_factory=ReleaseSpec, description="Publishing this linkage as a release.")
     link_from: str | None = Field(
         default=None, description="The dataset whose records are linked to the others (PNC), for evaluation."
     )

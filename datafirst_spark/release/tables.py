@@ -16,13 +16,16 @@ import logging
 from dataclasses import dataclass, field
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from .lakehouse import check_release
+from ..lakehouse import check_release
 
 log = logging.getLogger(__name__)
 
 RELEASE_METADATA = "release="  # a release's commit carries userMetadata "release=<R>"
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 TEN_YEARS = "interval 3653 days"
 RETENTION_PROPERTIES = {
@@ -69,13 +72,27 @@ def write_release(spark: SparkSession, table: CuratedTable, path: str, rows: Dat
     The schema must match the table's (no silent new columns: Delta's schema enforcement)."""
     check_release(release)  # it goes into the replaceWhere predicate
     ensure_table(spark, table, path, rows.schema)
+    before = latest_version(spark, path)
     (rows.write.format("delta").mode("overwrite")
      .option("replaceWhere", f"release = '{release}'")
      .option("userMetadata", RELEASE_METADATA + release)
      .save(path))
-    version = DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+    version = latest_version(spark, path)
+    if version == before:
+        # nothing to add or remove (an empty release of an empty table): Delta made no
+        # commit, but the release still gets one that names it
+        spark.conf.set(USER_METADATA_CONF, RELEASE_METADATA + release)
+        try:
+            spark.sql(f"ALTER TABLE {_sql_path(path)} SET TBLPROPERTIES ('datafirst.release' = '{release}')")
+        finally:
+            spark.conf.unset(USER_METADATA_CONF)
+        version = latest_version(spark, path)
     log.info("curated table %s: release %s written as version %d", table.name, release, version)
-    return int(version)
+    return version
+
+
+def latest_version(spark: SparkSession, path: str) -> int:
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
 
 
 def release_versions(spark: SparkSession, path: str) -> dict[str, int]:
@@ -93,3 +110,18 @@ def read_as_of(spark: SparkSession, path: str, version: int, release: str | None
     df = spark.read.format("delta").option("versionAsOf", version).load(path)
     return df.filter(df["release"] == release) if release is not None else df
 
+
+
+def row_hash(df: DataFrame, exclude: tuple[str, ...] = ()) -> Column:
+    """A 64-bit hash of a row's values, independent of column order (maps, which Spark
+    will not hash, go in as JSON)."""
+    types = {f.name: f.dataType for f in df.schema.fields}
+    columns = [F.to_json(F.col(c)) if isinstance(types[c], T.MapType) else F.col(c)
+               for c in sorted(types) if c not in exclude]
+    return F.xxhash64(*columns)
+
+
+def table_checksum(df: DataFrame) -> str:
+    """'<rows>:<sum of row hashes>': equal for equal rows in any order and partitioning."""
+    row = df.agg(F.count("*"), F.sum(row_hash(df).cast("decimal(38,0)"))).first()
+    return f"{row[0]}:{row[1] if row[1] is not None else 0}"

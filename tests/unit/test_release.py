@@ -6,7 +6,7 @@ from chispa import assert_df_equality
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from datafirst_spark.release import (
+from datafirst_spark.release.tables import (
     RETENTION_PROPERTIES,
     CuratedTable,
     read_as_of,
