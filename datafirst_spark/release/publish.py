@@ -10,10 +10,11 @@
    de-identified research extract under ``research/<release>/``, then the registry row,
    last: until it exists no reader sees the release.
 
-Publishing a release whose registry row exists is a no-op when its rows would be the
-same (compared by checksums of every staged table) and refused when they would differ,
-unless ``republish`` says it is meant: then new versions are written and the registry
-gets the next publication number. A run that died before writing the registry row left
+Publishing a release whose registry row exists is a no-op when its inputs are the same
+(checksums of the staged records, quarantine and linkage outputs, and the previous
+release's publication, compared before any work) and refused when they differ, unless
+``republish`` says it is meant: then new versions are written and the registry gets the
+next publication number. A run that died before writing the registry row left
 nothing visible; running it again publishes the release once.
 """
 
@@ -99,20 +100,22 @@ def publish_release(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSp
     previous = current.get(report.previous_release) if report.previous_release else None
 
     linkage = _linkage_outputs(spark, env, spec, lakehouse, release, scratch_dir, timer)
+    with timer.stage(f"release {release}: checksum inputs"):
+        inputs = input_checksums(spark, spec, lakehouse, release, linkage, previous)
+    if not must_publish(release, existing, inputs, request.republish):
+        report.status, report.publication = "unchanged", existing["publication"]
+        report.table_versions, report.figures = existing["table_versions"], existing["figures"]
+        report.table_checksums = existing["table_checksums"]
+        report.research_extract, report.audits = existing["research_extract"], json.loads(existing["audits"])
+        log.info("release %s: already published (publication %d, %s) from the same inputs; nothing to do",
+                 release, existing["publication"], existing["published_at"])
+        return _finish(spark, lakehouse, report, timer, started)
 
     with timer.stage(f"release {release}: write curated rows to staging") as figures:
         staged = _stage_curated_rows(spark, spec, lakehouse, release, linkage, rows, report.previous_release,
                                      previous)
         figures["rows"] = sum(int(c.split(":")[0]) for c in staged.checksums.values())
         report.table_checksums = staged.checksums
-
-    if not must_publish(release, existing, staged.checksums, request.republish):
-        report.status, report.publication = "unchanged", existing["publication"]
-        report.table_versions, report.figures = existing["table_versions"], existing["figures"]
-        report.research_extract, report.audits = existing["research_extract"], json.loads(existing["audits"])
-        log.info("release %s: already published (publication %d, %s) with the same rows; nothing to do",
-                 release, existing["publication"], existing["published_at"])
-        return _finish(spark, lakehouse, report, timer, started)
 
     with timer.stage(f"release {release}: audit"):
         results = _audit(spark, spec, lakehouse, release, linkage, staged, previous)
@@ -140,7 +143,7 @@ def publish_release(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSp
     report.registry_version = record_publication(spark, lakehouse, {
         "release": release, "publication": report.publication, "linkage": spec.linkage,
         "previous_release": report.previous_release, "table_versions": report.table_versions,
-        "table_checksums": staged.checksums, "model_sha256": linkage.report["model_sha256"],
+        "table_checksums": staged.checksums, "input_checksums": inputs, "model_sha256": linkage.report["model_sha256"],
         "input_rows": {d: r["input_rows"] for d, r in linkage.ingest.items()},
         "quarantined_rows": {d: r["quarantined_rows"] for d, r in linkage.ingest.items()},
         "figures": staged.figures, "largest_person_id": staged.largest_person_id,
@@ -152,16 +155,32 @@ def publish_release(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSp
     return _finish(spark, lakehouse, report, timer, started)
 
 
-def must_publish(release: str, existing: dict[str, Any] | None, checksums: dict[str, str], republish: bool) -> bool:
-    """Whether to publish: always a new release or an asked-for republish; never the same
-    rows again; refused (ConfigError) when a published release's rows would change unasked."""
+def must_publish(release: str, existing: dict[str, Any] | None, inputs: dict[str, str], republish: bool) -> bool:
+    """Whether to publish: always a new release or an asked-for republish; never again from
+    the same inputs; refused (ConfigError) when a published release's inputs changed unasked."""
     if existing is None or republish:
         return True
-    if existing["table_checksums"] == checksums:
+    if existing["input_checksums"] == inputs:
         return False
-    changed = sorted(t for t, c in checksums.items() if existing["table_checksums"].get(t) != c)
-    raise ConfigError(f"release {release}: already published (publication {existing['publication']}) and its "
-                      f"rows would change ({', '.join(changed)}); pass --republish to publish it again")
+    changed = sorted(k for k in set(inputs) | set(existing["input_checksums"])
+                     if existing["input_checksums"].get(k) != inputs.get(k))
+    raise ConfigError(f"release {release}: already published (publication {existing['publication']}) from other "
+                      f"inputs ({', '.join(changed)} changed); pass --republish to publish it again")
+
+
+def input_checksums(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, release: str,
+                    linkage: LinkageOutputs, previous: dict[str, Any] | None) -> dict[str, str]:
+    """What a release's rows are made from: staged records and quarantine, the linkage's
+    outputs, and the previous release's publication (its person IDs are carried)."""
+    sums = {f"{d}/records": table_checksum(df) for d, df in linkage.records.items()}
+    for dataset in spec.datasets:
+        sums[f"{dataset}/quarantine"] = table_checksum(
+            spark.read.format("delta").load(lakehouse.staging(release, dataset, QUARANTINE_TABLE)))
+    sums |= {"linkage/clusters": table_checksum(linkage.clusters), "linkage/pairs": table_checksum(linkage.pairs)}
+    if linkage.quality is not None:
+        sums["linkage/quality"] = table_checksum(linkage.quality)
+    sums["previous_release"] = f"{previous['release']}#{previous['publication']}" if previous else "none"
+    return sums
 
 
 @dataclass

@@ -33,6 +33,7 @@ REGISTRY_SCHEMA = T.StructType([
     T.StructField("previous_release", T.StringType()),
     T.StructField("table_versions", T.MapType(T.StringType(), T.LongType())),
     T.StructField("table_checksums", T.MapType(T.StringType(), T.StringType())),
+    T.StructField("input_checksums", T.MapType(T.StringType(), T.StringType())),
     T.StructField("model_sha256", T.StringType()),
     T.StructField("input_rows", T.MapType(T.StringType(), T.LongType())),
     T.StructField("quarantined_rows", T.MapType(T.StringType(), T.LongType())),

@@ -131,7 +131,10 @@ def published(spark, tiny_release, test_environment, key_file):
     before_again = history_lengths(spark, lakehouse)
     again = must_succeed(publish(test_environment, lakehouse, NEXT, key_file))
     after_again = history_lengths(spark, lakehouse)
+    second_links = table_checksum(read_release_table(spark, lakehouse, "person_links", NEXT))
+    republished = must_succeed(publish(test_environment, lakehouse, NEXT, key_file, "--republish"))
     return {"first": first, "second": second, "again": again, "failed": failed, "planted": planted,
+            "republished": republished, "second_links": second_links,
             "first_checksum": first_checksum, "history": (before_failure, after_failure, before_again, after_again),
             "lakehouse": lakehouse, "release": tiny_release.release}
 
@@ -163,7 +166,7 @@ def test_registry_has_one_row_per_release_naming_each_tables_version(spark, publ
     lakehouse = published["lakehouse"]
     releases = list_releases(spark, lakehouse)
     assert [(r["release"], r["publication"], r["previous_release"]) for r in releases] == [
-        ("2025", 1, None), (NEXT, 1, "2025")]
+        ("2025", 1, None), (NEXT, 2, "2025")]  # 2026 was republished on purpose
     first, second = releases
     assert set(first["table_versions"]) == set(CURATED)
     assert all(second["table_versions"][t] > first["table_versions"][t] for t in CURATED)
@@ -179,7 +182,7 @@ def test_registry_has_one_row_per_release_naming_each_tables_version(spark, publ
     # every release commit names its release
     from delta.tables import DeltaTable
     metadata = [r["userMetadata"] for r in DeltaTable.forPath(spark, registry_path(lakehouse)).history().collect()]
-    assert sorted(m for m in metadata if m) == ["release=2025", "release=2026"]
+    assert sorted(m for m in metadata if m) == ["release=2025", "release=2026", "release=2026"]
 
 
 def test_time_travel_gives_release_one_as_published_after_release_two(spark, published):
@@ -243,6 +246,17 @@ def test_publishing_the_same_release_again_changes_nothing(published):
     _, _, before, after = published["history"]
     assert published["again"]["status"] == "unchanged" and published["again"]["publication"] == 1
     assert after == before
+
+
+def test_republishing_on_purpose_writes_new_versions(spark, published):
+    republished, second = published["republished"], published["second"]
+    assert republished["status"] == "republished" and republished["publication"] == 2
+    assert all(republished["table_versions"][t] > second["table_versions"][t] for t in CURATED)
+    rows = [r for r in list_releases(spark, published["lakehouse"]) if r["release"] == NEXT]
+    assert rows[0]["table_versions"] == republished["table_versions"]
+    # the same inputs again: the same rows, under the same person IDs
+    links = read_release_table(spark, published["lakehouse"], "person_links", NEXT)
+    assert table_checksum(links) == published["second_links"]
 
 
 def test_research_extract_holds_no_identifier_from_the_inputs(spark, published):

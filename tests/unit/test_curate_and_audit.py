@@ -113,10 +113,11 @@ def test_checksum_ignores_row_order_and_sees_any_change(spark):
 
 
 def test_a_published_release_is_published_again_only_on_purpose():
-    existing = {"publication": 1, "table_checksums": {"persons": "3:7", "person_links": "5:9"}}
-    assert must_publish("2026", None, {"persons": "3:7"}, republish=False)
-    assert not must_publish("2026", existing, {"persons": "3:7", "person_links": "5:9"}, republish=False)
-    assert must_publish("2026", existing, {"persons": "3:7", "person_links": "5:9"}, republish=True)
-    with pytest.raises(ConfigError, match=r"release 2026: already published \(publication 1\) and its rows would "
-                                          r"change \(person_links\); pass --republish"):
-        must_publish("2026", existing, {"persons": "3:7", "person_links": "6:1"}, republish=False)
+    existing = {"publication": 1, "input_checksums": {"npd/records": "3:7", "linkage/pairs": "5:9"}}
+    same = {"npd/records": "3:7", "linkage/pairs": "5:9"}
+    assert must_publish("2026", None, same, republish=False)
+    assert not must_publish("2026", existing, same, republish=False)
+    assert must_publish("2026", existing, same, republish=True)
+    with pytest.raises(ConfigError, match=r"release 2026: already published \(publication 1\) from other inputs "
+                                          r"\(linkage/pairs changed\); pass --republish"):
+        must_publish("2026", existing, {"npd/records": "3:7", "linkage/pairs": "6:1"}, republish=False)
