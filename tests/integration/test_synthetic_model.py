@@ -34,8 +34,9 @@ def with_changes(config: SyntheticConfig, pnc_rates: dict | None = None) -> Synt
     return SyntheticConfig.model_validate(data)
 
 
-def generate(test_environment, tmp_path_factory, config: SyntheticConfig, seed: int, scale: str = "micro"):
-    """Run the real job as release 'r' at ``scale`` with ``config``; return its lakehouse."""
+def generate(test_environment, tmp_path_factory, config: SyntheticConfig, seed: int, scale: str = "micro",
+             release: str = "r"):
+    """Run the real job as ``release`` at ``scale`` with ``config``; return its lakehouse."""
     root = tmp_path_factory.mktemp(f"micro-{seed}")
     conf = root / "synthetic.yaml"
     conf.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
@@ -43,7 +44,7 @@ def generate(test_environment, tmp_path_factory, config: SyntheticConfig, seed: 
     result = run_job(
         test_environment,
         "jobs/generate_synthetic.py",
-        ["--lakehouse", lakehouse.root, "--release", "r", "--scale", scale, "--seed", str(seed),
+        ["--lakehouse", lakehouse.root, "--release", release, "--scale", scale, "--seed", str(seed),
          "--synthetic-conf", str(conf)],
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -63,14 +64,14 @@ def outputs(spark, lakehouse, release):
 def test_same_seed_same_rows_other_seed_other_rows(spark, synthetic_config, test_environment, tmp_path_factory,
                                                   tiny_release):
     """The tiny release made again with its seed gives the same rows; another seed, other people."""
-    config = synthetic_config
-    first = outputs(spark, tiny_release.lakehouse, tiny_release.release)
-    again = outputs(spark, generate(test_environment, tmp_path_factory, config, TINY_SEED, "tiny"), "r")
+    config, release = synthetic_config, tiny_release.release
+    first = outputs(spark, tiny_release.lakehouse, release)
+    again = outputs(spark, generate(test_environment, tmp_path_factory, config, TINY_SEED, "tiny", release), release)
     for a, b in zip(first, again, strict=True):
-        a, b = a.drop("release"), b.drop("release")
         assert a.count() == b.count() and a.exceptAll(b).count() == 0
     people = first[3]
-    other_people = outputs(spark, generate(test_environment, tmp_path_factory, config, TINY_SEED + 1, "tiny"), "r")[3]
+    other = generate(test_environment, tmp_path_factory, config, TINY_SEED + 1, "tiny", release)
+    other_people = outputs(spark, other, release)[3]
     same_names = people.join(other_people, ["person_id", "forename", "surname", "dob"]).count()
     assert same_names < 0.01 * people.count()
 
