@@ -317,4 +317,5 @@ def test_publishing_without_a_key_is_refused_before_spark(tiny_release, test_env
     result = run_job(test_environment, "jobs/publish_release.py", [
         "--lakehouse", tiny_release.lakehouse.root, "--release", tiny_release.release, "--linkage", str(PNC_NPD)])
     assert result.returncode == EXIT_BAD_INPUT
-    assert "DATAFIRST_PSEUDONYM_KEY" in result.stderr and "spark session ready" not in result.stderr
+    output = result.stdout + result.stderr  # under spark-submit the job's log arrives on stdout
+    assert "no pseudonym key: set DATAFIRST_PSEUDONYM_KEY" in output and "spark session ready" not in output
