@@ -28,7 +28,7 @@ from pyspark.sql.utils import AnalysisException
 
 from . import code_version
 from .datasets import DatasetSpec, ExtractError, FieldSpec, normalised_placeholder
-from .lakehouse import Lakehouse, list_data_files, read_head, write_json
+from .lakehouse import Lakehouse, list_data_files, read_head, write_delta, write_json
 from .standardise import MAPPED_SCHEMA, canonical_forenames, clean_given_names, clean_name, standardise
 from .timing import StageTimer
 
@@ -485,10 +485,6 @@ def spec_digest(spec: DatasetSpec) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
 
-def _write_delta(df: DataFrame, path: str) -> None:
-    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
-
-
 def _counts(df: DataFrame, array_column: str) -> dict[str, int]:
     rows = df.select(F.explode(array_column).alias("code")).groupBy("code").count().collect()
     return {row["code"]: row["count"] for row in sorted(rows, key=lambda r: (-r["count"], r["code"]))}
@@ -549,12 +545,12 @@ def ingest_dataset(
     quarantine_path = lakehouse.staging(release, dataset, QUARANTINE_TABLE)
     with timer.stage(f"{dataset}: standardise and write records") as figures:
         forename_table = forename_table if forename_table is not None else canonical_forenames(spark)
-        _write_delta(standardise(valid_rows(flagged), forename_table), records_path)
+        write_delta(standardise(valid_rows(flagged), forename_table), records_path)
         records = spark.read.format("delta").load(records_path)
         report.valid_rows = figures["rows"] = records.count()
         report.warnings = _counts(records, "ingest_warnings")
     with timer.stage(f"{dataset}: write quarantine") as figures:
-        _write_delta(quarantine_rows(flagged), quarantine_path)
+        write_delta(quarantine_rows(flagged), quarantine_path)
         quarantine = spark.read.format("delta").load(quarantine_path)
         report.quarantined_rows = figures["rows"] = quarantine.count()
         report.quarantine_reasons = _counts(quarantine, "reasons")

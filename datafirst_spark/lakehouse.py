@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from .config import ConfigError
 
@@ -92,6 +92,12 @@ def write_json(spark: SparkSession, path: str, payload: dict[str, Any]) -> None:
         stream.write(bytearray(text.encode("utf-8")))
     finally:
         stream.close()
+
+
+def write_delta(df: DataFrame, path: str) -> None:
+    """Replace the Delta table at ``path`` with ``df`` (schema included): staged outputs
+    that a re-run overwrites."""
+    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
 
 
 def read_json(spark: SparkSession | None, path: str) -> Any:  # noqa: ANN401 - any JSON document

@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..config import ConfigError, EnvironmentConfig
-from ..lakehouse import Lakehouse, list_data_files, write_json
+from ..lakehouse import Lakehouse, list_data_files, write_delta, write_json
 from ..timing import StageTimer
 from .blocking import check_rules, concatenated, splink_rule_counts
 from .clustering import PAIR_COLUMNS, cluster_at_thresholds
@@ -107,10 +107,6 @@ def staged_records(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpe
     return records
 
 
-def _write_delta(df: DataFrame, path: str) -> None:
-    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
-
-
 def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, lakehouse: Lakehouse,
                 request: LinkageRequest, scratch_dir: str) -> LinkageReport:
     timer = StageTimer(log)
@@ -170,7 +166,7 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
         scored = predictions.as_spark_dataframe()
         gammas = [c for c in scored.columns if c.startswith("gamma_")]
         scored = scored.withColumn("excluded_by", exclusion_flag(spec))
-        _write_delta(scored.select(*PAIR_COLUMNS, *gammas), out("pairs"))
+        write_delta(scored.select(*PAIR_COLUMNS, *gammas), out("pairs"))
         pairs = spark.read.format("delta").load(out("pairs"))
         counted = pairs.groupBy("match_key", "excluded_by").count().collect()  # one pass for both figures
         by_rule: Counter[str] = Counter()
@@ -193,13 +189,13 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
         report.one_to_one_conflicts = {str(r.threshold): r.records_with_conflicts for r in result.one_to_one}
         if spec.deterministic_baseline and spec.link_from:
             baseline = deterministic_pairs(records, spec.link_from, spec.deterministic_baseline)
-            _write_delta(baseline, out("baseline_pairs"))
+            write_delta(baseline, out("baseline_pairs"))
             baseline = spark.read.format("delta").load(out("baseline_pairs"))
             report.baseline_pairs = baseline.count()
             report.tables["baseline_pairs"] = out("baseline_pairs")
             membership = membership.unionByName(
                 cluster_at_thresholds(spark, all_records, baseline, [1.0], BASELINE_METHOD).membership)
-        _write_delta(membership, out("clusters"))
+        write_delta(membership, out("clusters"))
         clusters = spark.read.format("delta").load(out("clusters"))
         counted = clusters.groupBy("method", "threshold").agg(F.countDistinct("cluster_id").alias("n")).collect()
         report.clusters = {f"{r['method']}@{r['threshold']}": r["n"] for r in counted}
@@ -223,7 +219,7 @@ def evaluate_against_truth(spark: SparkSession, lakehouse: Lakehouse, release: s
     truth = spark.read.format("delta").load(lakehouse.truth(release, "records"))
     people = truth_people_groups(spark.read.format("delta").load(lakehouse.truth(release, "people")))
     quality = evaluate(clusters, truth, people, spec.datasets, spec.link_from)
-    _write_delta(quality.withColumn("release", F.lit(release)).withColumn("linkage", F.lit(spec.linkage)), path)
+    write_delta(quality.withColumn("release", F.lit(release)).withColumn("linkage", F.lit(spec.linkage)), path)
     stored = spark.read.format("delta").load(path)
     rows = summary(stored)
     every_row = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.asDict().items()}

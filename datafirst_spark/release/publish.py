@@ -36,7 +36,7 @@ from ..config import ConfigError, EnvironmentConfig
 from ..deidentify import pseudonymise_record_keys, research_records
 from ..ingest import QUARANTINE_TABLE, RECORDS_TABLE
 from ..ingest import REPORT_FILE as INGEST_REPORT
-from ..lakehouse import Lakehouse, list_data_files, read_json, write_json
+from ..lakehouse import Lakehouse, list_data_files, read_json, write_delta, write_json
 from ..linkage.run import REPORT_FILE as LINKAGE_REPORT
 from ..linkage.run import LinkageRequest, linkage_path, run_linkage
 from ..linkage.spec import LinkageSpec
@@ -44,7 +44,7 @@ from ..timing import StageTimer
 from . import audit, curate
 from .read import read_release_table
 from .registry import current_publications, record_publication, registry_rows
-from .tables import table_checksum, write_release
+from .tables import checksum_rows, table_checksums, write_release
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def publish_release(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSp
 
     linkage = _linkage_outputs(spark, env, spec, lakehouse, release, scratch_dir, timer)
     with timer.stage(f"release {release}: checksum inputs"):
-        inputs = input_checksums(spark, spec, lakehouse, release, linkage, previous)
+        inputs = input_checksums(linkage, previous)
     if not must_publish(release, existing, inputs, request.republish):
         report.status, report.publication = "unchanged", existing["publication"]
         report.table_versions, report.figures = existing["table_versions"], existing["figures"]
@@ -112,13 +112,13 @@ def publish_release(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSp
         return _finish(spark, lakehouse, report, timer, started)
 
     with timer.stage(f"release {release}: write curated rows to staging") as figures:
-        staged = _stage_curated_rows(spark, spec, lakehouse, release, linkage, rows, report.previous_release,
-                                     previous)
-        figures["rows"] = sum(int(c.split(":")[0]) for c in staged.checksums.values())
+        staged = _stage_curated_rows(spark, spec, lakehouse, release, linkage, rows, previous)
+        figures["rows"] = sum(checksum_rows(c) for c in staged.checksums.values())
         report.table_checksums = staged.checksums
 
     with timer.stage(f"release {release}: audit"):
-        results = _audit(spark, spec, lakehouse, release, linkage, staged, previous)
+        staged_records = {d: checksum_rows(inputs[f"{d}/records"]) for d in spec.datasets}
+        results = _audit(spec, linkage, staged, staged_records, previous)
         report.audits = [r.as_dict() for r in results]
         report.figures = staged.figures
         write_json(spark, release_staging(lakehouse, release, AUDIT_FILE), {"release": release, "audits": report.audits})
@@ -131,12 +131,11 @@ def publish_release(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSp
 
     with timer.stage(f"release {release}: publish curated tables"):
         for table in curate.CURATED_TABLES:
-            rows_to_publish = spark.read.format("delta").load(release_staging(lakehouse, release, table.name))
             report.table_versions[table.name] = write_release(spark, table, lakehouse.curated(table.name),
-                                                              rows_to_publish, release)
+                                                              staged.tables[table.name], release)
 
     with timer.stage(f"release {release}: research extract"):
-        report.research_extract = write_research_extract(spark, lakehouse, release, linkage, request.pseudonym_key)
+        report.research_extract = write_research_extract(lakehouse, release, staged, linkage, request.pseudonym_key)
 
     report.publication = (existing["publication"] + 1) if existing is not None else 1
     report.status = "republished" if existing is not None else "published"
@@ -168,17 +167,15 @@ def must_publish(release: str, existing: dict[str, Any] | None, inputs: dict[str
                       f"inputs ({', '.join(changed)} changed); pass --republish to publish it again")
 
 
-def input_checksums(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, release: str,
-                    linkage: LinkageOutputs, previous: dict[str, Any] | None) -> dict[str, str]:
+def input_checksums(linkage: LinkageOutputs, previous: dict[str, Any] | None) -> dict[str, str]:
     """What a release's rows are made from: staged records and quarantine, the linkage's
     outputs, and the previous release's publication (its person IDs are carried)."""
-    sums = {f"{d}/records": table_checksum(df) for d, df in linkage.records.items()}
-    for dataset in spec.datasets:
-        sums[f"{dataset}/quarantine"] = table_checksum(
-            spark.read.format("delta").load(lakehouse.staging(release, dataset, QUARANTINE_TABLE)))
-    sums |= {"linkage/clusters": table_checksum(linkage.clusters), "linkage/pairs": table_checksum(linkage.pairs)}
+    frames = {f"{d}/records": df for d, df in linkage.records.items()}
+    frames |= {f"{d}/quarantine": df for d, df in linkage.quarantine.items()}
+    frames |= {"linkage/clusters": linkage.clusters, "linkage/pairs": linkage.pairs}
     if linkage.quality is not None:
-        sums["linkage/quality"] = table_checksum(linkage.quality)
+        frames["linkage/quality"] = linkage.quality
+    sums = table_checksums(frames)
     sums["previous_release"] = f"{previous['release']}#{previous['publication']}" if previous else "none"
     return sums
 
@@ -188,6 +185,7 @@ class LinkageOutputs:
     report: dict[str, Any]
     ingest: dict[str, dict[str, Any]]
     records: dict[str, DataFrame]
+    quarantine: dict[str, DataFrame]
     clusters: DataFrame
     pairs: DataFrame
     quality: DataFrame | None
@@ -219,6 +217,7 @@ def _linkage_outputs(spark: SparkSession, env: EnvironmentConfig, spec: LinkageS
         report=report,
         ingest={d: read_json(spark, lakehouse.staging(release, d, INGEST_REPORT)) for d in spec.datasets},
         records={d: load(lakehouse.staging(release, d, RECORDS_TABLE)) for d in spec.datasets},
+        quarantine={d: load(lakehouse.staging(release, d, QUARANTINE_TABLE)) for d in spec.datasets},
         clusters=output("clusters"),
         pairs=output("pairs"),
         quality=output("quality") if "quality" in report["tables"] else None,
@@ -234,19 +233,18 @@ class StagedRelease:
 
 
 def _stage_curated_rows(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, release: str,
-                        linkage: LinkageOutputs, registry: list[dict[str, Any]], previous_release: str | None,
+                        linkage: LinkageOutputs, registry: list[dict[str, Any]],
                         previous: dict[str, Any] | None) -> StagedRelease:
-    previous_links = (read_release_table(spark, lakehouse, "person_links", previous_release, registry)
-                      if previous_release else None)
+    previous_links = (read_release_table(spark, lakehouse, "person_links", previous["release"], registry)
+                      if previous else None)
     first_new_id = (previous["largest_person_id"] + 1) if previous else 1
     ids = curate.person_ids(linkage.clusters, previous_links, first_new_id)
     links = curate.person_links(ids, linkage.pairs, release)
-    _write(links, release_staging(lakehouse, release, "person_links"))
+    write_delta(links, release_staging(lakehouse, release, "person_links"))
     links = spark.read.format("delta").load(release_staging(lakehouse, release, "person_links"))
 
     records = linkage.all_records()
-    quarantine = reduce(DataFrame.unionByName, [
-        spark.read.format("delta").load(lakehouse.staging(release, d, QUARANTINE_TABLE)) for d in spec.datasets])
+    quarantine = reduce(DataFrame.unionByName, linkage.quarantine.values())
     quality = linkage.quality if linkage.quality is not None else spark.createDataFrame(
         [], "release string, linkage string, method string, view string")
     frames = {
@@ -256,10 +254,10 @@ def _stage_curated_rows(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakeh
         "person_id_lineage": curate.lineage(links, previous_links, release),
     }
     for name, frame in frames.items():
-        _write(frame, release_staging(lakehouse, release, name))
+        write_delta(frame, release_staging(lakehouse, release, name))
     tables = {t.name: spark.read.format("delta").load(release_staging(lakehouse, release, t.name))
               for t in curate.CURATED_TABLES}
-    checksums = {name: table_checksum(df) for name, df in tables.items()}
+    checksums = table_checksums(tables)
 
     figures: dict[str, float] = {}
     if spec.link_from and len(spec.datasets) > 1:
@@ -277,10 +275,9 @@ def _stage_curated_rows(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakeh
     return StagedRelease(tables, checksums, figures, int(largest))
 
 
-def _audit(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, release: str, linkage: LinkageOutputs,
-           staged: StagedRelease, previous: dict[str, Any] | None) -> list[audit.AuditResult]:
+def _audit(spec: LinkageSpec, linkage: LinkageOutputs, staged: StagedRelease, staged_records: dict[str, int],
+           previous: dict[str, Any] | None) -> list[audit.AuditResult]:
     links = staged.tables["person_links"]
-    staged_records = {d: df.count() for d, df in linkage.records.items()}
     linked = {(r["source_dataset"], float(r["threshold"])): r["count"]
               for r in links.groupBy("source_dataset", "threshold").count().collect()}
     quarantined = {r["source_dataset"]: r["count"]
@@ -296,25 +293,19 @@ def _audit(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, release
     ]
 
 
-def write_research_extract(spark: SparkSession, lakehouse: Lakehouse, release: str, linkage: LinkageOutputs,
+def write_research_extract(lakehouse: Lakehouse, release: str, staged: StagedRelease, linkage: LinkageOutputs,
                            key: bytes) -> str:
     """``research/<release>/``: people, pseudonymised links and records, quality figures."""
-    links = spark.read.format("delta").load(release_staging(lakehouse, release, "person_links"))
-    records = linkage.all_records()
     tables = {
-        "persons": spark.read.format("delta").load(release_staging(lakehouse, release, "persons")),
-        "person_links": pseudonymise_record_keys(links, key),
-        "records": research_records(records, key).withColumn("release", F.lit(release)),
-        "linkage_quality": spark.read.format("delta").load(release_staging(lakehouse, release, "linkage_quality")),
+        "persons": staged.tables["persons"],
+        "person_links": pseudonymise_record_keys(staged.tables["person_links"], key),
+        "records": research_records(linkage.all_records(), key).withColumn("release", F.lit(release)),
+        "linkage_quality": staged.tables["linkage_quality"],
     }
     for name in RESEARCH_TABLES:
-        _write(tables[name], lakehouse.research(release, name))
+        write_delta(tables[name], lakehouse.research(release, name))
     log.info("release %s: research extract written to %s", release, lakehouse.research(release))
     return lakehouse.research(release)
-
-
-def _write(df: DataFrame, path: str) -> None:
-    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
 
 
 def _finish(spark: SparkSession, lakehouse: Lakehouse, report: PublishReport, timer: StageTimer,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import reduce
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -121,7 +122,21 @@ def row_hash(df: DataFrame, exclude: tuple[str, ...] = ()) -> Column:
     return F.xxhash64(*columns)
 
 
+def table_checksums(frames: dict[str, DataFrame]) -> dict[str, str]:
+    """Each frame's '<rows>:<sum of row hashes>' (equal for equal rows in any order and
+    partitioning), all in one Spark job."""
+    hashes = [df.select(F.lit(name).alias("table"), row_hash(df).cast("decimal(38,0)").alias("row_hash"))
+              for name, df in frames.items()]
+    sums = reduce(DataFrame.unionByName, hashes).groupBy("table").agg(
+        F.count("*").alias("rows"), F.sum("row_hash").alias("hash_sum")).collect()
+    found = {r["table"]: f"{r['rows']}:{r['hash_sum']}" for r in sums}
+    return {name: found.get(name, "0:0") for name in frames}
+
+
 def table_checksum(df: DataFrame) -> str:
-    """'<rows>:<sum of row hashes>': equal for equal rows in any order and partitioning."""
-    row = df.agg(F.count("*"), F.sum(row_hash(df).cast("decimal(38,0)"))).first()
-    return f"{row[0]}:{row[1] if row[1] is not None else 0}"
+    return table_checksums({"table": df})["table"]
+
+
+def checksum_rows(checksum: str) -> int:
+    """The row count a checksum carries."""
+    return int(checksum.split(":", 1)[0])

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from .. import code_version
 from ..config import ConfigError
-from ..lakehouse import Lakehouse, write_json
+from ..lakehouse import Lakehouse, write_delta, write_json
 from ..timing import StageTimer
 from .config import SyntheticConfig
 from .extracts import NPD_COLUMNS, PNC_COLUMNS, TRUTH_COLUMNS, npd_records, pnc_records
@@ -110,7 +110,7 @@ def generate_release(
 
         with timer.stage("population") as figures:
             people_path = lakehouse.truth(request.release, "people")
-            _write_delta(people.withColumn("release", F.lit(request.release)), people_path)
+            write_delta(people.withColumn("release", F.lit(request.release)), people_path)
             changes = population_changes(spark.read.format("delta").load(people_path), request.release)
             figures["rows"] = changes.pop("people")
 
@@ -132,7 +132,7 @@ def generate_release(
 
         with timer.stage("truth_records") as figures:
             truth = staged["npd"].select(TRUTH_COLUMNS).unionByName(staged["pnc"].select(TRUTH_COLUMNS))
-            _write_delta(truth.withColumn("release", F.lit(request.release)), lakehouse.truth(request.release, "records"))
+            write_delta(truth.withColumn("release", F.lit(request.release)), lakehouse.truth(request.release, "records"))
             figures["rows"] = counts["npd"] + counts["pnc"]
 
         record = {
@@ -177,10 +177,6 @@ def population_changes(people: DataFrame, release: str) -> dict[str, int]:
         F.count_if("corrected").alias("corrected"),
     ).first()
     return row.asDict()
-
-
-def _write_delta(df: DataFrame, path: str) -> None:
-    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
 
 
 def write_extract(df: DataFrame, path: str, extract_format: ExtractFormat) -> None:
