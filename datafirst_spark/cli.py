@@ -8,13 +8,15 @@ names the audit and its figures).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .config import ConfigError, EnvironmentConfig, load_environment
-from .lakehouse import Lakehouse, check_release, is_local
+from .lakehouse import Lakehouse, check_release, is_local, write_json
 
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1
@@ -25,12 +27,30 @@ DEFAULT_ENVIRONMENT = "conf/local.yaml"
 log = logging.getLogger("datafirst_spark")
 
 
-def configure_logging(level: str = "INFO") -> None:
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per line, for schedulers: time, level, logger, message, and a stage
+    event's fields (run_id, stage, status, seconds, counts) where the line carries them."""
+
+    EVENT_FIELDS = ("event", "run_id", "stage", "status", "seconds", "counts")
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+                 "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        entry |= {k: getattr(record, k) for k in self.EVENT_FIELDS if hasattr(record, k)}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
+    if log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLinesFormatter())
     # py4j logs every gateway call at INFO
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
@@ -40,6 +60,8 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lakehouse", help="lakehouse root; overrides lakehouse_root in --conf")
     parser.add_argument("--release", required=True, help="release id, e.g. 2025")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="json: one JSON object per line, for schedulers (default: %(default)s)")
 
 
 def open_lakehouse(env: EnvironmentConfig, override: str | None) -> Lakehouse:
@@ -90,7 +112,7 @@ def generate_synthetic(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", dest="extract_format", default="csv", choices=["csv", "parquet"])
     parser.add_argument("--synthetic-conf", help="synthetic YAML; default: synthetic_config named in --conf")
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, getattr(args, "log_format", "text"))
 
     def body() -> None:
         from .session import spark_run
@@ -138,7 +160,7 @@ def ingest(argv: Sequence[str] | None = None) -> int:
         "YAML, or 'all' (the default); repeat for several",
     )
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, getattr(args, "log_format", "text"))
 
     def body() -> None:
         from .datasets import resolve_dataset_specs
@@ -206,7 +228,7 @@ def run_linkage_job(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retrain", action="store_true", help="train a new model even if one exists")
     parser.add_argument("--model", help="score with this saved Splink model JSON instead of the latest one")
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, getattr(args, "log_format", "text"))
     return run_guarded(lambda: _run_linkage(args, train_only=False))
 
 
@@ -218,8 +240,33 @@ def train_model_job(argv: Sequence[str] | None = None) -> int:
     )
     _linkage_arguments(parser)
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, getattr(args, "log_format", "text"))
     return run_guarded(lambda: _run_linkage(args, train_only=True))
+
+
+def _key_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pseudonym-key-file",
+                        help="file holding the research extract's key; default: pseudonym_key_file in --conf, "
+                        "else the DATAFIRST_PSEUDONYM_KEY environment variable")
+    parser.add_argument("--throwaway-key", action="store_true",
+                        help="local demo only: pseudonymise with a random key that is not kept (pseudonyms then "
+                        "differ from every other release's)")
+
+
+def _pseudonym_key(args: argparse.Namespace, env: EnvironmentConfig, lakehouse: Lakehouse) -> bytes:
+    from .deidentify import PseudonymKeyError, load_pseudonym_key, throwaway_key
+
+    if args.throwaway_key:
+        if not is_local(lakehouse.root):
+            raise ConfigError(f"--throwaway-key: only for a local lakehouse (the demo); name a key for {lakehouse.root}")
+        log.warning("research extract pseudonyms use a throwaway key: they cannot be reproduced or "
+                    "followed to another release (local demo only)")
+        return throwaway_key()
+    key_file = args.pseudonym_key_file or (str(env.resolve(env.pseudonym_key_file)) if env.pseudonym_key_file else None)
+    try:
+        return load_pseudonym_key(key_file)
+    except PseudonymKeyError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def publish_release_job(argv: Sequence[str] | None = None) -> int:
@@ -233,17 +280,11 @@ def publish_release_job(argv: Sequence[str] | None = None) -> int:
     _linkage_arguments(parser)
     parser.add_argument("--republish", action="store_true",
                         help="publish a release that is already published again, as new versions")
-    parser.add_argument("--pseudonym-key-file",
-                        help="file holding the research extract's key; default: pseudonym_key_file in --conf, "
-                        "else the DATAFIRST_PSEUDONYM_KEY environment variable")
-    parser.add_argument("--throwaway-key", action="store_true",
-                        help="local demo only: pseudonymise with a random key that is not kept (pseudonyms then "
-                        "differ from every other release's)")
+    _key_arguments(parser)
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, getattr(args, "log_format", "text"))
 
     def body() -> None:
-        from .deidentify import PseudonymKeyError, load_pseudonym_key, throwaway_key
         from .linkage.run import check_linkage_inputs
         from .linkage.spec import load_linkage_spec
         from .release.publish import REPORT_FILE, PublishRequest, publish_release, release_staging
@@ -254,25 +295,63 @@ def publish_release_job(argv: Sequence[str] | None = None) -> int:
         check_linkage_inputs(spec, env)
         release = check_release(args.release)
         lakehouse = open_lakehouse(env, args.lakehouse)
-        # the key is settled before Spark starts: no key, no work
-        if args.throwaway_key:
-            if not is_local(lakehouse.root):
-                raise ConfigError("--throwaway-key: only for a local lakehouse (the demo); name a key for "
-                                  f"{lakehouse.root}")
-            key = throwaway_key()
-            log.warning("research extract pseudonyms use a throwaway key: they cannot be reproduced or "
-                        "followed to another release (local demo only)")
-        else:
-            key_file = args.pseudonym_key_file or (str(env.resolve(env.pseudonym_key_file))
-                                                   if env.pseudonym_key_file else None)
-            try:
-                key = load_pseudonym_key(key_file)
-            except PseudonymKeyError as exc:
-                raise ConfigError(str(exc)) from None
+        key = _pseudonym_key(args, env, lakehouse)  # settled before Spark starts: no key, no work
         request = PublishRequest(release, key, republish=args.republish)
         with spark_run(env, f"publish-{spec.linkage}") as run:
             publish_release(run.spark, env, spec, lakehouse, request, run.scratch_dir)
         print(release_staging(lakehouse, release, REPORT_FILE))
+
+    return run_guarded(body)
+
+
+DEFAULT_LINKAGE = "conf/linkages/pnc_npd.yaml"  # like --conf's default: from the checkout's root
+
+
+def annual_refresh_job(argv: Sequence[str] | None = None) -> int:
+    from .refresh import STAGES
+
+    parser = argparse.ArgumentParser(
+        prog="annual_refresh",
+        description="Every stage of a release in one run: " + ", ".join(STAGES) + ". Each stage's status, "
+        "seconds and counts go to the run manifest (runs/manifest); run again after a failure, it resumes at the "
+        "first stage that has not succeeded. Exit codes: 0 done, 1 internal error, 2 bad configuration or input, "
+        "3 an audit failed (nothing published).",
+    )
+    common_arguments(parser)
+    parser.add_argument("--linkage", default=DEFAULT_LINKAGE, help="linkage YAML (default: %(default)s)")
+    parser.add_argument("--from-stage", choices=STAGES, help="run this stage and every later one")
+    parser.add_argument("--only-stage", choices=STAGES, help="run this stage alone")
+    parser.add_argument("--republish", action="store_true",
+                        help="publish a release that is already published again, as new versions")
+    _key_arguments(parser)
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+
+    def body() -> None:
+        from .datasets import resolve_dataset_specs
+        from .ingest import find_extract
+        from .linkage.spec import load_linkage_spec
+        from .refresh import RefreshRequest, annual_refresh
+        from .session import spark_run
+
+        if args.from_stage and args.only_stage:
+            raise ConfigError("--from-stage and --only-stage: give one or the other")
+        env = load_environment(args.conf)
+        spec = load_linkage_spec(args.linkage)
+        datasets = resolve_dataset_specs(env, spec.datasets)
+        release = check_release(args.release)
+        lakehouse = open_lakehouse(env, args.lakehouse)
+        key = _pseudonym_key(args, env, lakehouse)
+        may_ingest = (args.only_stage or "ingest") == "ingest" and (args.from_stage or "ingest") == "ingest"
+        if may_ingest and is_local(lakehouse.root):
+            for dataset in datasets:  # a missing or unreadable extract stops the run before Spark starts
+                find_extract(None, dataset, lakehouse, release)
+        with spark_run(env, f"refresh-{release}") as run:
+            request = RefreshRequest(release, run.run_id, key, args.from_stage, args.only_stage, args.republish)
+            report = annual_refresh(run.spark, env, spec, lakehouse, request, run.scratch_dir)
+            path = lakehouse.staging(release, "refresh", f"{run.run_id}.json")
+            write_json(run.spark, path, json.loads(json.dumps(vars(report), default=str)))
+        print(path)
 
     return run_guarded(body)
 
@@ -295,11 +374,9 @@ def releases(argv: Sequence[str] | None = None) -> int:
     diff.add_argument("--from", dest="old", required=True)
     diff.add_argument("--to", dest="new", required=True)
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, getattr(args, "log_format", "text"))
 
     def body() -> None:
-        import json
-
         from .release.read import diff_releases, list_releases, read_release_table
         from .session import spark_run
 
@@ -327,10 +404,16 @@ def submit(argv: Sequence[str] | None = None) -> int:
     """spark-submit a job with the packages, jars and driver memory its environment needs."""
     parser = argparse.ArgumentParser(
         prog="datafirst submit",
-        description="Submit a job under jobs/ to the master named in --conf, adding Delta's "
-        "packages and Splink's jar. Arguments after '--' go to the job.",
+        description="Submit a job under jobs/ to the master named in --conf (or --master), adding Delta's "
+        "packages and Splink's jar, and with --ship the package zip (and --env-archive an environment) for the "
+        "executors. Arguments after '--' go to the job.",
     )
     parser.add_argument("--conf", default=DEFAULT_ENVIRONMENT, help="environment YAML (default: %(default)s)")
+    parser.add_argument("--master", help="local[N], spark://HOST:PORT, yarn or k8s://...; default: the --conf's")
+    parser.add_argument("--ship", action="store_true",
+                        help="build dist/datafirst_spark-<version>.zip and pass it with --py-files")
+    parser.add_argument("--env-archive", help="an environment archive from 'datafirst package --env-archive', "
+                        "for executors without the suite's Python dependencies")
     parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     parser.add_argument("job", help="e.g. jobs/generate_synthetic.py")
     parser.add_argument("job_args", nargs=argparse.REMAINDER)
@@ -342,13 +425,16 @@ def submit(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("error: %s", exc)
         return EXIT_BAD_INPUT
-    if not Path(args.job).is_file():
-        log.error("error: %s: job file not found", args.job)
-        return EXIT_BAD_INPUT
+    for option, path in (("job", args.job), ("--env-archive", args.env_archive)):
+        if path and not Path(path).is_file():
+            log.error("error: %s %s: file not found", option, path)
+            return EXIT_BAD_INPUT
 
-    from .submit import spark_submit_command, spark_submit_environment
+    from .submit import REPO_ROOT, build_py_files, spark_submit_command, spark_submit_environment
 
-    command = spark_submit_command(env, Path(args.job).resolve(), job_args)
+    py_files = build_py_files(REPO_ROOT / "dist") if args.ship else None
+    command = spark_submit_command(env, Path(args.job).resolve(), job_args, master=args.master, py_files=py_files,
+                                   env_archive=Path(args.env_archive).resolve() if args.env_archive else None)
     if args.dry_run:
         print(" ".join(command))
         return EXIT_OK
@@ -357,14 +443,39 @@ def submit(argv: Sequence[str] | None = None) -> int:
     return subprocess.call(command, env=spark_submit_environment())
 
 
+def package(argv: Sequence[str] | None = None) -> int:
+    """Build what spark-submit ships to a cluster's executors: the package zip, Splink's jar,
+    and optionally an environment archive."""
+    parser = argparse.ArgumentParser(prog="datafirst package", description=package.__doc__)
+    parser.add_argument("--dest", default="dist", help="output folder (default: %(default)s)")
+    parser.add_argument("--env-archive", action="store_true",
+                        help="also pack a virtualenv with the suite and its dependencies (venv-pack), for "
+                        "executors whose machines lack them")
+    args = parser.parse_args(argv)
+    configure_logging()
+    import shutil
+
+    from splink.backends.spark import similarity_jar_location
+
+    from .submit import build_env_archive, build_py_files
+
+    print(build_py_files(args.dest))
+    print(shutil.copy(similarity_jar_location(), args.dest))  # for schedulers that name jars by path
+    if args.env_archive:
+        print(build_env_archive(args.dest))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "generate": generate_synthetic,
     "ingest": ingest,
     "link": run_linkage_job,
     "train": train_model_job,
     "publish": publish_release_job,
+    "refresh": annual_refresh_job,
     "releases": releases,
     "submit": submit,
+    "package": package,
 }
 
 

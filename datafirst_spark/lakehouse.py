@@ -7,6 +7,7 @@
     curated/<table>/               published Delta tables (every release in one table)
     research/<release>/<table>/    de-identified extracts, granted separately
     models/<linkage>/<release>/    trained Splink models (JSON) and their records
+    runs/manifest/                 every annual refresh run's stages: status, seconds, counts
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from .config import ConfigError
 
-AREAS = ("landing", "staging", "curated", "research", "truth", "models")
+AREAS = ("landing", "staging", "curated", "research", "truth", "models", "runs")
 _RELEASE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 
 

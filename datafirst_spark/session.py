@@ -172,12 +172,31 @@ class SparkRun:
     scratch_dir: str
 
 
+_shared: SparkSession | None = None
+
+
+@contextmanager
+def shared_session(spark: SparkSession) -> Iterator[SparkSession]:
+    """Within this block every :func:`spark_run` reuses ``spark`` instead of starting a
+    session: how the test suite runs many jobs in one warm JVM (a cold one spends most of a
+    tiny release's run compiling). Each run still gets, and removes, its own scratch."""
+    global _shared
+    previous, _shared = _shared, spark
+    try:
+        yield spark
+    finally:
+        _shared = previous
+
+
 @contextmanager
 def spark_run(env: EnvironmentConfig, job_name: str) -> Iterator[SparkRun]:
     """Start a session for one job run; on exit stop it and delete the run's scratch, so
     that Splink's intermediate tables and Spark's spill never pile up across runs."""
     run_id = new_run_id(job_name)
     scratch_dir = f"{default_scratch_root(env).rstrip('/')}/{run_id}"
+    if _shared is not None:
+        yield from _reuse_shared(_shared, run_id, scratch_dir)
+        return
     spark = None
     try:
         spark = build_session(env, f"{env.spark.app_name}:{job_name}", scratch_dir)
@@ -190,3 +209,17 @@ def spark_run(env: EnvironmentConfig, job_name: str) -> Iterator[SparkRun]:
         if spark is not None and not local_scratch:
             spark.stop()
         log.info("run %s finished; scratch %s removed", run_id, scratch_dir)
+
+
+def _reuse_shared(spark: SparkSession, run_id: str, scratch_dir: str) -> Iterator[SparkRun]:
+    context = spark.sparkContext
+    previous_checkpoints = context.getCheckpointDir()
+    context.setCheckpointDir(f"{scratch_dir}/checkpoints")
+    try:
+        yield SparkRun(spark=spark, run_id=run_id, scratch_dir=scratch_dir)
+    finally:
+        spark.catalog.clearCache()
+        if previous_checkpoints:
+            context.setCheckpointDir(previous_checkpoints)
+        remove_scratch(spark, scratch_dir)
+        log.info("run %s finished in the shared session; scratch %s removed", run_id, scratch_dir)

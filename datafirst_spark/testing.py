@@ -4,18 +4,28 @@
                           partitions, UI off, Delta and Splink's jar on the classpath)
     synthetic_config      conf/synthetic.yaml of the project under test
     test_environment      an EnvironmentConfig for jobs run by tests, and its YAML file
-    tiny_release          a tiny synthetic release made by the real job through
-                          spark-submit, once per test run: its lakehouse, release id and
-                          generation record
+    tiny_release          a tiny synthetic release made by the real job, once per test
+                          run: its lakehouse, release id and generation record
+    refreshed_release     the annual refresh of a copy of the tiny release in local mode,
+                          run twice (the second run must do nothing): the result that
+                          cluster and fault runs are compared with
+
+Jobs run two ways: :func:`run_job` through spark-submit, as a user would (a new JVM per
+run: use it where the command line itself is under test), and :func:`run_job_in_session`,
+the same job function with the same arguments inside the test session's warm JVM (a cold
+JVM spends most of a tiny release's run compiling, so most integration tests use this).
 
 Options: --datafirst-synthetic-conf PATH (default: <rootdir>/conf/synthetic.yaml).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import subprocess
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +71,8 @@ def test_environment(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pyt
             driver_memory="6g",
             shuffle_partitions=2,
             ui_enabled=False,
+            # as in conf/local.yaml: the generator's wide projections must be JIT-compiled
+            extra={"spark.driver.extraJavaOptions": "-XX:-DontCompileHugeMethods"},
         ).model_dump(exclude_none=True),
     }
     path = root / "test.yaml"
@@ -94,18 +106,59 @@ class SyntheticRelease:
     generation: dict[str, Any]
 
 
-def run_job(env: TestEnvironment, job: str, args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run a job under spark-submit as a user would; the result carries its output."""
+def run_job(env: TestEnvironment, job: str, args: list[str], timeout: int = 900,
+            conf: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a job under spark-submit as a user would; the result carries its output. The
+    job reads ``conf`` (default: the test environment's YAML)."""
     from .submit import spark_submit_command, spark_submit_environment
 
-    command = spark_submit_command(env.config, job, ["--conf", str(env.path), *args])
+    command = spark_submit_command(env.config, job, ["--conf", str(conf or env.path), *args])
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=spark_submit_environment())
 
 
+# the job function behind each file under jobs/ (each file only calls it)
+JOB_FUNCTIONS = {
+    "jobs/generate_synthetic.py": "generate_synthetic",
+    "jobs/ingest.py": "ingest",
+    "jobs/run_linkage.py": "run_linkage_job",
+    "jobs/train_model.py": "train_model_job",
+    "jobs/publish_release.py": "publish_release_job",
+    "jobs/annual_refresh.py": "annual_refresh_job",
+    "releases": "releases",  # the `datafirst releases` command
+}
+
+
+def run_job_in_session(spark: Any, env: TestEnvironment, job: str, args: list[str]) -> subprocess.CompletedProcess:
+    """Run ``job``'s function (a file under jobs/, or "releases") with ``args`` in ``spark`` (the test session) rather than a new
+    JVM: same argument parsing, exit code and outputs; its stdout and its log lines are
+    returned as the result's stdout and stderr."""
+    from . import cli
+    from .session import shared_session
+
+    function = getattr(cli, JOB_FUNCTIONS[job])
+    stdout, log_text = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(log_text)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("datafirst_spark")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    argv = ["--conf", str(env.path), *args]
+    try:
+        with redirect_stdout(stdout), shared_session(spark):
+            code = function(argv)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return subprocess.CompletedProcess([job, *argv], code, stdout.getvalue(), log_text.getvalue())
+
+
 @pytest.fixture(scope="session")
-def tiny_release(test_environment: TestEnvironment, tmp_path_factory: pytest.TempPathFactory) -> SyntheticRelease:
+def tiny_release(spark: Any, test_environment: TestEnvironment,
+                 tmp_path_factory: pytest.TempPathFactory) -> SyntheticRelease:
     lakehouse = Lakehouse.at(str(tmp_path_factory.mktemp("tiny-lakehouse")))
-    result = run_job(
+    result = run_job_in_session(
+        spark,
         test_environment,
         "jobs/generate_synthetic.py",
         ["--lakehouse", lakehouse.root, "--release", TINY_RELEASE, "--scale", "tiny", "--seed", str(TINY_SEED)],
@@ -115,3 +168,68 @@ def tiny_release(test_environment: TestEnvironment, tmp_path_factory: pytest.Tem
         pytest.fail(f"generate_synthetic failed with exit code {result.returncode}:\n{tail}")
     generation = json.loads(Path(lakehouse.landing(TINY_RELEASE), "_generation.json").read_text())
     return SyntheticRelease(lakehouse, TINY_RELEASE, generation)
+
+
+def wait_for_line(process: subprocess.Popen, log_path: Path, needle: str, timeout: float) -> bool:
+    """Whether ``needle`` appears in the log a running ``process`` writes, within ``timeout``
+    seconds (False as soon as the process ends without it)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if log_path.exists() and needle in log_path.read_text(errors="replace"):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+PSEUDONYM_TEST_KEY = b"r" * 48
+
+
+def copy_release(source: Lakehouse, root: Path, areas: tuple[str, ...] = ("landing", "truth")) -> Lakehouse:
+    """A new lakehouse at ``root`` holding ``source``'s ``areas`` (its extracts and truth by default)."""
+    import shutil
+
+    lakehouse = Lakehouse.at(str(root))
+    for area in areas:
+        shutil.copytree(Path(source.area(area)), Path(lakehouse.area(area)), dirs_exist_ok=True)
+    return lakehouse
+
+
+def refresh_arguments(lakehouse: Lakehouse, release: str, key_file: Path, *extra: str) -> list[str]:
+    return ["--lakehouse", lakehouse.root, "--release", release, "--pseudonym-key-file", str(key_file), *extra]
+
+
+def report_of(result: subprocess.CompletedProcess) -> Any:
+    """The JSON report whose path a job printed last; fails the test with the job's log tail."""
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
+        pytest.fail(f"{result.args[0]} exited {result.returncode}:\n{tail}")
+    return json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+
+
+@dataclass(frozen=True)
+class RefreshedRelease:
+    lakehouse: Lakehouse
+    release: str
+    key_file: Path
+    first: dict[str, Any]  # the first run's report
+    again: dict[str, Any]  # the same command's second run
+    again_log: str
+    manifest_rows_after_first: int
+
+
+@pytest.fixture(scope="session")
+def refreshed_release(spark: Any, tiny_release: SyntheticRelease, test_environment: TestEnvironment,
+                      tmp_path_factory: pytest.TempPathFactory) -> RefreshedRelease:
+    from .manifest import manifest_path
+
+    key_file = tmp_path_factory.mktemp("refresh-key") / "pseudonym.key"
+    key_file.write_bytes(PSEUDONYM_TEST_KEY)
+    lakehouse = copy_release(tiny_release.lakehouse, tmp_path_factory.mktemp("refresh"))
+    linkage = Path(__file__).resolve().parents[1] / "conf" / "linkages" / "pnc_npd.yaml"
+    args = refresh_arguments(lakehouse, tiny_release.release, key_file, "--linkage", str(linkage))
+    first = report_of(run_job_in_session(spark, test_environment, "jobs/annual_refresh.py", args))
+    rows = spark.read.format("delta").load(manifest_path(lakehouse)).count()
+    again = run_job_in_session(spark, test_environment, "jobs/annual_refresh.py", args)
+    return RefreshedRelease(lakehouse, tiny_release.release, key_file, first, report_of(again), again.stderr, rows)

@@ -18,16 +18,16 @@ from datafirst_spark.datasets import load_dataset_spec
 from datafirst_spark.ingest import ingest_dataset
 from datafirst_spark.lakehouse import Lakehouse
 from datafirst_spark.standardise import canonical_forenames, clean_given_names, clean_name
-from datafirst_spark.testing import run_job
+from datafirst_spark.testing import run_job, run_job_in_session
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "conf" / "datasets"
 
 
 @pytest.fixture(scope="module")
-def ingested(tiny_release, test_environment):
+def ingested(spark, tiny_release, test_environment):
     lakehouse, release = tiny_release.lakehouse, tiny_release.release
-    result = run_job(test_environment, "jobs/ingest.py", ["--lakehouse", lakehouse.root, "--release", release])
+    result = run_job_in_session(spark, test_environment, "jobs/ingest.py", ["--lakehouse", lakehouse.root, "--release", release])
     if result.returncode != 0:
         pytest.fail("ingest failed:\n" + "\n".join((result.stdout + result.stderr).splitlines()[-40:]))
     return result

@@ -1,6 +1,7 @@
-"""The linkage job on the tiny synthetic release, through spark-submit, measured against
-the ground truth: PNC -> NPD with dedupe, the deterministic baseline beside it, a dedupe-only
-linkage from its own YAML, a refused blocking rule, and a saved model that scores the same."""
+"""The linkage on the tiny synthetic release, measured against the ground truth: PNC -> NPD
+with dedupe as the annual refresh's link stage ran it (training the model), the
+deterministic baseline beside it, a dedupe-only linkage from its own YAML run by the
+linkage job, a refused blocking rule, and a saved model that scores the same."""
 
 import json
 from pathlib import Path
@@ -12,9 +13,9 @@ from pyspark.sql import functions as F
 from datafirst_spark.cli import EXIT_BAD_INPUT
 from datafirst_spark.linkage.clustering import PAIR_COLUMNS
 from datafirst_spark.linkage.model import linker_for, load_model, splink_settings
-from datafirst_spark.linkage.run import linkage_path
+from datafirst_spark.linkage.run import REPORT_FILE, linkage_path
 from datafirst_spark.linkage.spec import load_linkage_spec
-from datafirst_spark.testing import run_job
+from datafirst_spark.testing import SyntheticRelease, run_job_in_session
 
 ROOT = Path(__file__).resolve().parents[2]
 PNC_NPD = ROOT / "conf" / "linkages" / "pnc_npd.yaml"
@@ -22,9 +23,9 @@ PNC_DEDUPE = ROOT / "conf" / "linkages" / "pnc_dedupe.yaml"
 THRESHOLD = 0.9
 
 
-def run_linkage(test_environment, tiny_release, spec: Path, *extra: str):
-    return run_job(test_environment, "jobs/run_linkage.py", [
-        "--lakehouse", tiny_release.lakehouse.root, "--release", tiny_release.release, "--linkage", str(spec),
+def run_linkage(spark, test_environment, linked_release, spec: Path, *extra: str):
+    return run_job_in_session(spark, test_environment, "jobs/run_linkage.py", [
+        "--lakehouse", linked_release.lakehouse.root, "--release", linked_release.release, "--linkage", str(spec),
         *extra])
 
 
@@ -35,12 +36,20 @@ def must_succeed(result):
 
 
 @pytest.fixture(scope="module")
-def linked(tiny_release, test_environment):
-    return must_succeed(run_linkage(test_environment, tiny_release, PNC_NPD))
+def linked_release(tiny_release, refreshed_release):
+    """The tiny release as the annual refresh (a copy of its lakehouse) ingested and linked it."""
+    return SyntheticRelease(refreshed_release.lakehouse, tiny_release.release, tiny_release.generation)
 
 
-def table(spark, tiny_release, linkage, name):
-    return spark.read.format("delta").load(linkage_path(tiny_release.lakehouse, tiny_release.release, linkage, name))
+@pytest.fixture(scope="module")
+def linked(linked_release):
+    """The PNC-NPD linkage's report from the refresh's link stage (the code the linkage job runs)."""
+    path = linkage_path(linked_release.lakehouse, linked_release.release, "pnc_npd", REPORT_FILE)
+    return json.loads(Path(path).read_text())
+
+
+def table(spark, linked_release, linkage, name):
+    return spark.read.format("delta").load(linkage_path(linked_release.lakehouse, linked_release.release, linkage, name))
 
 
 def quality_row(report, view, scope, method, threshold):
@@ -50,14 +59,14 @@ def quality_row(report, view, scope, method, threshold):
     return rows[0]
 
 
-def test_linkage_trains_saves_and_reports(linked, tiny_release):
+def test_linkage_trains_saves_and_reports(linked, linked_release):
     assert linked["trained_this_run"] is True
     model = Path(linked["model_path"])
-    assert model.is_file() and model.parent == Path(tiny_release.lakehouse.root, "models", "pnc_npd", "2025")
+    assert model.is_file() and model.parent == Path(linked_release.lakehouse.root, "models", "pnc_npd", "2025")
     assert load_model(None, str(model)).sha256 == linked["model_sha256"]
     assert json.loads((model.parent / "model.json").read_text())["sha256"] == linked["model_sha256"]
-    assert linked["input_rows"] == {"npd": tiny_release.generation["rows"]["npd"],
-                                    "pnc": tiny_release.generation["rows"]["pnc"]}
+    assert linked["input_rows"] == {"npd": linked_release.generation["rows"]["npd"],
+                                    "pnc": linked_release.generation["rows"]["pnc"]}
     rules = [b["rule"] for b in linked["blocking_bounds"]]
     spec_rules = load_linkage_spec(PNC_NPD).model.blocking_rules_to_generate_predictions
     assert rules == [r.description for r in spec_rules] and rules[0] == "forename_canonical & dob"
@@ -78,8 +87,8 @@ def test_splink_links_pnc_to_npd_precisely_and_beats_the_rules(linked):
     assert npd_dedupe["actual"] > 100 and npd_dedupe["precision"] >= 0.9 and npd_dedupe["recall"] >= 0.6
 
 
-def test_quality_is_broken_down_by_group(spark, linked, tiny_release):
-    quality = table(spark, tiny_release, "pnc_npd", "quality")
+def test_quality_is_broken_down_by_group(spark, linked, linked_release):
+    quality = table(spark, linked_release, "pnc_npd", "quality")
     groups = {r["group_by"]: r["n"] for r in quality.filter("view = 'link'").groupBy("group_by")
               .agg(F.countDistinct("group_value").alias("n")).collect()}
     assert groups["all"] == 1 and groups["sex"] == 2 and groups["ethnicity_group"] >= 5
@@ -89,28 +98,28 @@ def test_quality_is_broken_down_by_group(spark, linked, tiny_release):
                                                                    THRESHOLD)["actual"] * 2  # two thresholds
 
 
-def same_cluster(spark, tiny_release, pairs_of_ids) -> list[bool]:
+def same_cluster(spark, linked_release, pairs_of_ids) -> list[bool]:
     """For (pnc id, npd id) pairs: are they in one Splink cluster at THRESHOLD?"""
-    clusters = table(spark, tiny_release, "pnc_npd", "clusters").filter(
+    clusters = table(spark, linked_release, "pnc_npd", "clusters").filter(
         (F.col("method") == "splink") & (F.col("threshold") == THRESHOLD))
     cluster_of = {(r["source_dataset"], r["source_record_id"]): r["cluster_id"] for r in clusters.collect()}
     return [cluster_of[("pnc", p)] == cluster_of[("npd", n)] for p, n in pairs_of_ids]
 
 
-def truth_pairs(spark, tiny_release, pnc_filter):
-    truth = spark.read.format("delta").load(tiny_release.lakehouse.truth(tiny_release.release, "records"))
+def truth_pairs(spark, linked_release, pnc_filter):
+    truth = spark.read.format("delta").load(linked_release.lakehouse.truth(linked_release.release, "records"))
     pnc = truth.filter("source_dataset = 'pnc'").filter(pnc_filter)
     npd = truth.filter("source_dataset = 'npd'")
     joined = pnc.alias("p").join(npd.alias("n"), "true_person_id")
     return [(r[0], r[1]) for r in joined.select("p.source_record_id", "n.source_record_id").collect()]
 
 
-def test_alias_only_matches_are_found(spark, linked, tiny_release):
+def test_alias_only_matches_are_found(spark, linked, linked_release):
     """PNC records whose current surname is not the school one, where the school surname
     survives only as an alias."""
-    records = spark.read.format("delta").load(tiny_release.lakehouse.staging(tiny_release.release, "pnc", "records"))
-    npd = spark.read.format("delta").load(tiny_release.lakehouse.staging(tiny_release.release, "npd", "records"))
-    pairs = truth_pairs(spark, tiny_release, F.array_contains("corruptions", "surname_change"))
+    records = spark.read.format("delta").load(linked_release.lakehouse.staging(linked_release.release, "pnc", "records"))
+    npd = spark.read.format("delta").load(linked_release.lakehouse.staging(linked_release.release, "npd", "records"))
+    pairs = truth_pairs(spark, linked_release, F.array_contains("corruptions", "surname_change"))
     aliased = (
         spark.createDataFrame(pairs, "p string, n string")
         .join(records.select(F.col("source_record_id").alias("p"), F.col("surname").alias("ps"), "aliases"), "p")
@@ -119,20 +128,20 @@ def test_alias_only_matches_are_found(spark, linked, tiny_release):
     )
     found = [(r["p"], r["n"]) for r in aliased.collect()]
     assert len(found) >= 5
-    assert sum(same_cluster(spark, tiny_release, found)) >= 0.9 * len(found)
+    assert sum(same_cluster(spark, linked_release, found)) >= 0.9 * len(found)
 
 
-def test_transposed_dates_of_birth_are_found(spark, linked, tiny_release):
-    pairs = truth_pairs(spark, tiny_release, F.array_contains("corruptions", "dob_transposed"))
+def test_transposed_dates_of_birth_are_found(spark, linked, linked_release):
+    pairs = truth_pairs(spark, linked_release, F.array_contains("corruptions", "dob_transposed"))
     assert len(pairs) >= 5
-    assert sum(same_cluster(spark, tiny_release, pairs)) >= 0.9 * len(pairs)
+    assert sum(same_cluster(spark, linked_release, pairs)) >= 0.9 * len(pairs)
 
 
-def test_pnc_people_never_in_npd_are_not_linked(spark, linked, tiny_release):
-    truth = spark.read.format("delta").load(tiny_release.lakehouse.truth(tiny_release.release, "records"))
+def test_pnc_people_never_in_npd_are_not_linked(spark, linked, linked_release):
+    truth = spark.read.format("delta").load(linked_release.lakehouse.truth(linked_release.release, "records"))
     in_npd = truth.filter("source_dataset = 'npd'").select("true_person_id").distinct()
     never = truth.filter("source_dataset = 'pnc'").join(in_npd, "true_person_id", "left_anti")
-    clusters = table(spark, tiny_release, "pnc_npd", "clusters").filter(
+    clusters = table(spark, linked_release, "pnc_npd", "clusters").filter(
         (F.col("method") == "splink") & (F.col("threshold") == THRESHOLD))
     with_npd = clusters.filter("source_dataset = 'npd'").select("cluster_id").distinct()
     never_ids = never.select("source_record_id").withColumn("source_dataset", F.lit("pnc"))
@@ -141,39 +150,39 @@ def test_pnc_people_never_in_npd_are_not_linked(spark, linked, tiny_release):
     assert linked_anyway.count() <= 0.01 * never.count()
 
 
-def test_saved_model_reloaded_scores_the_same_pairs(spark, linked, tiny_release):
+def test_saved_model_reloaded_scores_the_same_pairs(spark, linked, linked_release):
     spec = load_linkage_spec(PNC_NPD)
     saved = load_model(spark, linked["model_path"])
-    records = {name: spark.read.format("delta").load(tiny_release.lakehouse.staging(tiny_release.release, name,
+    records = {name: spark.read.format("delta").load(linked_release.lakehouse.staging(linked_release.release, name,
                                                                                      "records"))
                for name in spec.datasets}
     linker = linker_for(spark, spec, records, splink_settings(spec, saved.parameters))
     scored = [c for c in PAIR_COLUMNS if c != "excluded_by"]  # exclusions come from the spec, not the model
     again = linker.inference.predict(threshold_match_probability=spec.pairs_floor, warning_mode="never") \
         .as_spark_dataframe().select(*scored)
-    stored = table(spark, tiny_release, "pnc_npd", "pairs").select(*scored)
+    stored = table(spark, linked_release, "pnc_npd", "pairs").select(*scored)
     rounded = lambda df: df.withColumn("match_weight", F.round("match_weight", 9)).withColumn(  # noqa: E731
         "match_probability", F.round("match_probability", 9))
     assert stored.count() == again.count() == linked["pairs"]
     assert rounded(stored).exceptAll(rounded(again)).count() == 0
 
 
-def test_dedupe_only_linkage_runs_from_its_yaml(spark, linked, tiny_release, test_environment):
-    report = must_succeed(run_linkage(test_environment, tiny_release, PNC_DEDUPE))
-    assert report["input_rows"] == {"pnc": tiny_release.generation["rows"]["pnc"]}
+def test_dedupe_only_linkage_runs_from_its_yaml(spark, linked, linked_release, test_environment):
+    report = must_succeed(run_linkage(spark, test_environment, linked_release, PNC_DEDUPE))
+    assert report["input_rows"] == {"pnc": linked_release.generation["rows"]["pnc"]}
     dedupe = quality_row(report, "pairs", "pnc", "splink", 0.95)
     assert dedupe["actual"] >= 3 and dedupe["precision"] >= 0.8 and dedupe["recall"] >= 0.5
-    clusters = table(spark, tiny_release, "pnc_dedupe", "clusters")
+    clusters = table(spark, linked_release, "pnc_dedupe", "clusters")
     assert clusters.count() == report["input_rows"]["pnc"]  # one threshold, one row per record
 
 
-def test_an_unbounded_blocking_rule_is_refused_by_name(tiny_release, test_environment, tmp_path, linked):
+def test_an_unbounded_blocking_rule_is_refused_by_name(spark, linked_release, test_environment, tmp_path, linked):
     data = yaml.safe_load(PNC_NPD.read_text())
     data["model"]["blocking_rules_to_generate_predictions"].append({"block_on": ["sex"]})
     data["max_comparisons"] = 2.0e6
     spec = tmp_path / "unbounded.yaml"
     spec.write_text(yaml.safe_dump(data))
-    result = run_linkage(test_environment, tiny_release, spec)
+    result = run_linkage(spark, test_environment, linked_release, spec)
     assert result.returncode == EXIT_BAD_INPUT
     output = result.stdout + result.stderr
     assert "prediction blocking rule [sex] would generate up to" in output

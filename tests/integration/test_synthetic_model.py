@@ -12,7 +12,7 @@ from datafirst_spark.config import ConfigError
 from datafirst_spark.lakehouse import Lakehouse
 from datafirst_spark.synthetic.config import SyntheticConfig
 from datafirst_spark.synthetic.population import PopulationPlan
-from datafirst_spark.testing import TINY_SEED, run_job
+from datafirst_spark.testing import TINY_SEED, run_job_in_session
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +34,15 @@ def with_changes(config: SyntheticConfig, pnc_rates: dict | None = None) -> Synt
     return SyntheticConfig.model_validate(data)
 
 
-def generate(test_environment, tmp_path_factory, config: SyntheticConfig, seed: int, scale: str = "micro",
+def generate(spark, test_environment, tmp_path_factory, config: SyntheticConfig, seed: int, scale: str = "micro",
              release: str = "r"):
     """Run the real job as ``release`` at ``scale`` with ``config``; return its lakehouse."""
     root = tmp_path_factory.mktemp(f"micro-{seed}")
     conf = root / "synthetic.yaml"
     conf.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     lakehouse = Lakehouse.at(str(root / "lakehouse"))
-    result = run_job(
+    result = run_job_in_session(
+        spark,
         test_environment,
         "jobs/generate_synthetic.py",
         ["--lakehouse", lakehouse.root, "--release", release, "--scale", scale, "--seed", str(seed),
@@ -66,11 +67,11 @@ def test_same_seed_same_rows_other_seed_other_rows(spark, synthetic_config, test
     """The tiny release made again with its seed gives the same rows; another seed, other people."""
     config, release = synthetic_config, tiny_release.release
     first = outputs(spark, tiny_release.lakehouse, release)
-    again = outputs(spark, generate(test_environment, tmp_path_factory, config, TINY_SEED, "tiny", release), release)
+    again = outputs(spark, generate(spark, test_environment, tmp_path_factory, config, TINY_SEED, "tiny", release), release)
     for a, b in zip(first, again, strict=True):
         assert a.count() == b.count() and a.exceptAll(b).count() == 0
     people = first[3]
-    other = generate(test_environment, tmp_path_factory, config, TINY_SEED + 1, "tiny", release)
+    other = generate(spark, test_environment, tmp_path_factory, config, TINY_SEED + 1, "tiny", release)
     other_people = outputs(spark, other, release)[3]
     same_names = people.join(other_people, ["person_id", "forename", "surname", "dob"]).count()
     assert same_names < 0.01 * people.count()
@@ -79,7 +80,7 @@ def test_same_seed_same_rows_other_seed_other_rows(spark, synthetic_config, test
 @pytest.fixture(scope="module")
 def high_error_pnc(spark, synthetic_config, test_environment, tmp_path_factory):
     """PNC records at high error rates, joined to the true person they record."""
-    lakehouse = generate(test_environment, tmp_path_factory, with_changes(synthetic_config, HIGH_PNC_RATES), 5)
+    lakehouse = generate(spark, test_environment, tmp_path_factory, with_changes(synthetic_config, HIGH_PNC_RATES), 5)
     npd, pnc, records, people = outputs(spark, lakehouse, "r")
     truth = people.select(
         F.col("person_id").alias("true_person_id"),
