@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: local Spark, a local Delta lakehouse (./lakehouse),
-# a `small` synthetic release (150k NPD / 16.5k PNC records), then the pipeline on it
+# a `small` synthetic release (150k NPD / 16.5k PNC records), then the annual refresh of it
 # (ingest: validate, quarantine, standardise; PNC-NPD linkage: train, predict, cluster,
 # quality against the truth; publish: person IDs, audits, curated tables, research extract
-# under a throwaway key, registry). Installs what it needs first.
+# under a throwaway key, registry; QA link rates by group). Installs what it needs first.
 #   scripts/demo.sh [--scale tiny|small|medium|full] [--release 2025] [--lakehouse DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,12 +21,9 @@ done
 
 "$PYTHON" -m datafirst_spark.cli submit --conf conf/local.yaml jobs/generate_synthetic.py -- \
   --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE" --scale "$SCALE" --seed 7
-"$PYTHON" -m datafirst_spark.cli submit --conf conf/local.yaml jobs/ingest.py -- \
-  --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE"
-"$PYTHON" -m datafirst_spark.cli submit --conf conf/local.yaml jobs/run_linkage.py -- \
-  --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE" --linkage conf/linkages/pnc_npd.yaml
+# the annual refresh: ingest, link (training the model: this lakehouse has none yet), publish, QA figures;
 # the demo's research extract uses a throwaway key (the job says so); a real run names one
-"$PYTHON" -m datafirst_spark.cli submit --conf conf/local.yaml jobs/publish_release.py -- \
+"$PYTHON" -m datafirst_spark.cli submit --conf conf/local.yaml jobs/annual_refresh.py -- \
   --conf conf/local.yaml --lakehouse "$LAKEHOUSE" --release "$RELEASE" --linkage conf/linkages/pnc_npd.yaml \
   --throwaway-key
 "$PYTHON" - "$LAKEHOUSE" "$RELEASE" <<'PY'
@@ -57,4 +54,10 @@ print(f"  release {release} {publish['status']} (publication {publish['publicati
 print("  curated tables at versions " + ", ".join(f"{t} {v}" for t, v in publish["table_versions"].items())
       + f"; registry {lakehouse / 'curated' / 'releases'}")
 print(f"  research extract (throwaway key): {publish['research_extract']}")
+qa = json.loads((lakehouse / "staging" / release / "qa" / "_qa.json").read_text())
+for row in qa["link_rates"]:
+    if row["group_by"] == "all":
+        print(f"  QA: PNC records linked to NPD at {row['threshold']}: {row['link_rate']:.2%} "
+              f"({row['linked']:,} of {row['records']:,}); by group in {lakehouse / 'staging' / release / 'qa'}")
+print(f"  run manifest (every stage's status, seconds, counts): {lakehouse / 'runs' / 'manifest'}")
 PY
