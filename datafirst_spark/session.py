@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from delta import configure_spark_with_delta_pip
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 from splink.backends.spark import similarity_jar_location
 
@@ -100,10 +101,13 @@ def build_session(env: EnvironmentConfig, app_name: str, scratch_dir: str) -> Sp
     if is_local_master(settings.master):
         conf["spark.local.dir"] = f"{scratch_dir}/spark-local"
     conf.update(settings.extra)
-    jars = [similarity_jar_location()]
-    if conf.get("spark.jars"):
-        jars.insert(0, conf["spark.jars"])
-    conf["spark.jars"] = ",".join(jars)
+    # spark.jars set here replaces the list spark-submit built from --jars and --packages,
+    # which is what a cluster's executors fetch: keep every entry, adding Splink's once
+    jars = [j for j in conf.get("spark.jars", "").split(",") if j]
+    if running_under_spark_submit():
+        jars = _submitted_jars() + jars
+    jars += [similarity_jar_location()]
+    conf["spark.jars"] = ",".join(dict.fromkeys(jars))
 
     builder = SparkSession.builder.master(settings.master).appName(app_name)
     for key, value in conf.items():
@@ -126,6 +130,13 @@ def build_session(env: EnvironmentConfig, app_name: str, scratch_dir: str) -> Sp
         time.monotonic() - started,
     )
     return spark
+
+
+def _submitted_jars() -> list[str]:
+    """spark.jars as spark-submit set it (--jars plus the jars --packages resolved), read
+    from the JVM it started: a SparkConf made before the gateway is up is empty."""
+    SparkContext._ensure_initialized()  # noqa: SLF001 - the gateway spark-submit already launched
+    return [j for j in SparkConf().get("spark.jars", "").split(",") if j]
 
 
 def _class_exists(spark: SparkSession, name: str) -> bool:
