@@ -351,6 +351,8 @@ def annual_refresh_job(argv: Sequence[str] | None = None) -> int:
             report = annual_refresh(run.spark, env, spec, lakehouse, request, run.scratch_dir)
             path = lakehouse.staging(release, "refresh", f"{run.run_id}.json")
             write_json(run.spark, path, json.loads(json.dumps(vars(report), default=str)))
+        if "report" in report.outcomes.get("qa", {}):
+            print(report.outcomes["qa"]["report"])  # the QA report, for a person to open
         print(path)
 
     return run_guarded(body)
@@ -443,6 +445,25 @@ def submit(argv: Sequence[str] | None = None) -> int:
     return subprocess.call(command, env=spark_submit_environment())
 
 
+def clerical(argv: Sequence[str] | None = None) -> int:
+    """Score a reviewed clerical sample: estimated precision per match-weight band."""
+    parser = argparse.ArgumentParser(prog="datafirst clerical", description=clerical.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    score = commands.add_parser("score", help="one JSON line per band: reviewed, matches, non-matches, unsure, "
+                                "precision")
+    score.add_argument("decisions", help="the clerical sample CSV with its decision column filled in")
+    args = parser.parse_args(argv)
+    configure_logging("WARNING")
+
+    def body() -> None:
+        from .quality.clerical import score_decisions
+
+        for band in score_decisions(None, args.decisions):
+            print(json.dumps(band.as_dict()))
+
+    return run_guarded(body)
+
+
 def package(argv: Sequence[str] | None = None) -> int:
     """Build what spark-submit ships to a cluster's executors: the package zip, Splink's jar,
     and optionally an environment archive."""
@@ -476,6 +497,7 @@ COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "releases": releases,
     "submit": submit,
     "package": package,
+    "clerical": clerical,
 }
 
 

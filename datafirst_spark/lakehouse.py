@@ -8,6 +8,8 @@
     research/<release>/<table>/    de-identified extracts, granted separately
     models/<linkage>/<release>/    trained Splink models (JSON) and their records
     runs/manifest/                 every annual refresh run's stages: status, seconds, counts
+    reports/<release>/             the release's QA report (HTML) and clerical review sample:
+                                   internal, never part of the research extract
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from .config import ConfigError
 
-AREAS = ("landing", "staging", "curated", "research", "truth", "models", "runs")
+AREAS = ("landing", "staging", "curated", "research", "truth", "models", "runs", "reports")
 _RELEASE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 
 
@@ -81,7 +83,11 @@ class Lakehouse:
 
 def write_json(spark: SparkSession, path: str, payload: dict[str, Any]) -> None:
     """Write a small JSON document to a local path or any Hadoop file system."""
-    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    write_text(spark, path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text(spark: SparkSession | None, path: str, text: str) -> None:
+    """Write a text file (a report, a JSON document) to a local path or any Hadoop file system."""
     if is_local(path):
         target = Path(path.removeprefix("file://"))
         target.parent.mkdir(parents=True, exist_ok=True)

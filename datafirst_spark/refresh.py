@@ -8,7 +8,8 @@
     publish   person IDs carried from the previous release, audits, one commit per
               curated table, the research extract, the registry row last
     qa        QA figures: link rates of the linked-from dataset by threshold and group
-              (staging/<R>/qa/)
+              (staging/<R>/qa/); the HTML QA report and the clerical review sample
+              (reports/<R>/)
 
 Each stage appends a ``running`` row to the run manifest (:mod:`.manifest`) when it starts
 and a ``succeeded`` or ``failed`` row with its seconds and counts when it ends. Run again
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 JOB = "annual_refresh"
 STAGES = ("ingest", "link", "publish", "qa")
 QA_FILE = "_qa.json"
+CLERICAL_PER_BAND = 20  # pairs per match-weight band in the clerical review sample
 GROUPS = ("sex", "ethnicity_group", "birth_cohort")
 
 
@@ -244,9 +246,37 @@ def _qa(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, release: s
     outcome.counts["link_rate_rows"] = len(rows)
     outcome.details = {"link_rates": qa_path(lakehouse, release, "link_rates"),
                        "overall": {str(r["threshold"]): r["link_rate"] for r in rows if r["group_by"] == "all"}}
+    outcome.details["report"] = _report(spark, spec, lakehouse, release)
+    outcome.details["clerical_sample"], outcome.counts["clerical_sample_pairs"] = _clerical(spark, spec, lakehouse,
+                                                                                            release)
     for row in rows:
         if row["group_by"] == "all":
             log.info("qa %s: %s records linked to %s at %s: %.2f%% (%d of %d)", release, spec.link_from, target,
                      row["threshold"], 100 * row["link_rate"], row["linked"], row["records"])
     return outcome
 
+
+
+def _report(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, release: str) -> str:
+    from .lakehouse import read_json
+    from .linkage.run import REPORT_FILE, linkage_path
+    from .quality.report import write_report
+
+    linkage = read_json(spark, linkage_path(lakehouse, release, spec.linkage, REPORT_FILE))
+    return write_report(spark, lakehouse, release, spec, linkage["model_path"])
+
+
+def _clerical(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, release: str) -> tuple[str, int]:
+    from .linkage.run import linkage_path
+    from .quality.clerical import clerical_sample, sample_path, write_sample
+
+    pairs = spark.read.format("delta").load(linkage_path(lakehouse, release, spec.linkage, "pairs"))
+    records = None
+    for dataset in spec.datasets:
+        frame = spark.read.format("delta").load(lakehouse.staging(release, dataset, "records"))
+        records = frame if records is None else records.unionByName(frame, allowMissingColumns=True)
+    path = sample_path(lakehouse, release)
+    rows = write_sample(spark, clerical_sample(pairs, records, CLERICAL_PER_BAND, spec.training.seed), path)
+    log.info("qa %s: clerical review sample of %d pairs written to %s (holds identifiers: reports/ only)", release,
+             rows, path)
+    return path, rows

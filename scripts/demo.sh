@@ -7,7 +7,7 @@
 #   scripts/demo.sh [--scale tiny|small|medium|full] [--release 2025] [--lakehouse DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
+DATAFIRST_SKIP_BROWSER=1 source scripts/setup.sh  # the browser is for the tests
 
 SCALE=small RELEASE=2025 LAKEHOUSE=./lakehouse
 while [ $# -gt 0 ]; do

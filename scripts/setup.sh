@@ -20,6 +20,16 @@ if ! command -v java >/dev/null 2>&1; then
   fi
 fi
 
+# The QA report tests open the report in headless Chromium (Debian's package).
+if [ "${DATAFIRST_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Chromium (the QA report tests open the report in it)"
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: chromium not found: the QA report tests will fail; install Debian's chromium package" >&2
+  fi
+fi
+
 # Editable install with the test and benchmark extras; pip skips what is already there.
 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test,bench]" 2>&1 \
   | grep -v -E "Running pip as the 'root' user|^$" || true
