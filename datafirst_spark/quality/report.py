@@ -182,7 +182,7 @@ def _bar(values: list[dict[str, Any]], x: str, y: str, title: str, color: str | 
          x_type: str = "nominal", log_y: bool = False) -> dict[str, Any]:
     encoding: dict[str, Any] = {
         "x": {"field": x, "type": x_type, "sort": None},
-        "y": {"field": y, "type": "quantitative", **({"scale": {"type": "symlog"}} if log_y else {})},
+        "y": {"field": y, "type": "quantitative", **({"scale": {"type": "symlog"}, "stack": None} if log_y else {})},
     }
     if color:
         encoding["color"] = {"field": color, "type": "nominal"}
@@ -230,7 +230,7 @@ def _fmt(value: Any) -> str:  # noqa: ANN401 - any figure
 
 def render(data: dict[str, Any], charts: dict[str, Any]) -> str:
     """The report's HTML: every chart a Vega-Lite spec, the libraries and data inline."""
-    from splink.internals.html_utils import json_for_html, load_chart_libraries
+    from splink.internals.html_utils import CHART_LIBRARIES, json_for_html, load_chart_libraries
 
     specs: dict[str, dict[str, Any]] = {}
     sections: list[str] = []
@@ -293,6 +293,9 @@ def render(data: dict[str, Any], charts: dict[str, Any]) -> str:
         section("Borderline pairs explained", "<p>The scored pairs nearest the lowest published threshold; "
                 "record values are hidden.</p>", _table(charts["borderline"]), chart("waterfall", charts["waterfall"]))
 
+    # every spec, Splink's included, is drawn by the Vega-Lite build inlined here: say so
+    schema = f"https://vega.github.io/schema/vega-lite/v{CHART_LIBRARIES['vega-lite']}.json"
+    specs = {name: {**spec, "$schema": schema} for name, spec in specs.items()}
     libraries = load_chart_libraries()
     scripts = "".join(f"<script>{libraries[name]}</script>" for name in ("vega", "vega-lite", "vega-embed"))
     figures = _table([{"figure": k, "value": v} for k, v in sorted(data["figures"].items())])

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 PROBE = """<script>
 window.chartsDrawn.then(() => {
   const charts = [...document.querySelectorAll(".chart")].map(div => ({
-    name: div.dataset.chart, marks: div.querySelectorAll("svg path, svg rect, svg line").length}));
+    name: div.dataset.chart, marks: div.querySelectorAll("svg g.role-mark > *").length}));  // data marks, not axes
   const fetched = performance.getEntriesByType("resource").map(entry => entry.name);
   const probe = document.createElement("pre");
   probe.id = "probe";
@@ -45,7 +45,8 @@ def report(refreshed_release, tmp_path_factory):
     path = Path(report_path(refreshed_release.lakehouse, refreshed_release.release))
     text = path.read_text(encoding="utf-8")
     probed = tmp_path_factory.mktemp("report") / "probed.html"
-    probed.write_text(text.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    head, tag, tail = text.rpartition("</body>")  # the page's own; the inlined libraries hold the string too
+    probed.write_text(head + PROBE + tag + tail, encoding="utf-8")
     result = subprocess.run(
         [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0",
@@ -72,6 +73,7 @@ def test_every_chart_is_drawn(report):
                      "cluster_sizes", "recall_by_group-0", "pair_thresholds", "waterfall"):
         assert expected in charts, expected
     assert all(marks > 0 for marks in charts.values()), charts
+    assert charts["blocking"] == len(report["specs"]["blocking"]["data"]["values"])  # a bar per rule
 
 
 def test_report_figures_are_the_published_ones(spark, report, refreshed_release):
