@@ -284,7 +284,8 @@ def render(data: dict[str, Any], charts: dict[str, Any]) -> str:
                                                                           r["method"], r["threshold"]))))
     if data["previous_release"]:
         section(f"Change since {data['previous_release']}",
-                chart("change", _bar(data["change"], "event", "people", "People by ID event", color="threshold")),
+                chart("change", _bar(data["change"], "event", "people", "People by ID event", color="threshold",
+                                     log_y=True)),  # a few merges beside thousands carried
                 _table(data["change"]),
                 chart("link_rate_change", _bars_by_group(data["link_rate_change"], "change",
                                                          "Change in link rate", color="threshold")),
