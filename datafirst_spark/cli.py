@@ -112,7 +112,7 @@ def generate_synthetic(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", dest="extract_format", default="csv", choices=["csv", "parquet"])
     parser.add_argument("--synthetic-conf", help="synthetic YAML; default: synthetic_config named in --conf")
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, getattr(args, "log_format", "text"))
+    configure_logging(args.log_level, args.log_format)
 
     def body() -> None:
         from .session import spark_run
@@ -160,7 +160,7 @@ def ingest(argv: Sequence[str] | None = None) -> int:
         "YAML, or 'all' (the default); repeat for several",
     )
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, getattr(args, "log_format", "text"))
+    configure_logging(args.log_level, args.log_format)
 
     def body() -> None:
         from .datasets import resolve_dataset_specs
@@ -228,7 +228,7 @@ def run_linkage_job(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retrain", action="store_true", help="train a new model even if one exists")
     parser.add_argument("--model", help="score with this saved Splink model JSON instead of the latest one")
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, getattr(args, "log_format", "text"))
+    configure_logging(args.log_level, args.log_format)
     return run_guarded(lambda: _run_linkage(args, train_only=False))
 
 
@@ -240,7 +240,7 @@ def train_model_job(argv: Sequence[str] | None = None) -> int:
     )
     _linkage_arguments(parser)
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, getattr(args, "log_format", "text"))
+    configure_logging(args.log_level, args.log_format)
     return run_guarded(lambda: _run_linkage(args, train_only=True))
 
 
@@ -282,7 +282,7 @@ def publish_release_job(argv: Sequence[str] | None = None) -> int:
                         help="publish a release that is already published again, as new versions")
     _key_arguments(parser)
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, getattr(args, "log_format", "text"))
+    configure_logging(args.log_level, args.log_format)
 
     def body() -> None:
         from .linkage.run import check_linkage_inputs
@@ -319,8 +319,9 @@ def annual_refresh_job(argv: Sequence[str] | None = None) -> int:
     )
     common_arguments(parser)
     parser.add_argument("--linkage", default=DEFAULT_LINKAGE, help="linkage YAML (default: %(default)s)")
-    parser.add_argument("--from-stage", choices=STAGES, help="run this stage and every later one")
-    parser.add_argument("--only-stage", choices=STAGES, help="run this stage alone")
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--from-stage", choices=STAGES, help="run this stage and every later one")
+    chosen.add_argument("--only-stage", choices=STAGES, help="run this stage alone")
     parser.add_argument("--republish", action="store_true",
                         help="publish a release that is already published again, as new versions")
     _key_arguments(parser)
@@ -334,8 +335,6 @@ def annual_refresh_job(argv: Sequence[str] | None = None) -> int:
         from .refresh import RefreshRequest, annual_refresh
         from .session import spark_run
 
-        if args.from_stage and args.only_stage:
-            raise ConfigError("--from-stage and --only-stage: give one or the other")
         env = load_environment(args.conf)
         spec = load_linkage_spec(args.linkage)
         datasets = resolve_dataset_specs(env, spec.datasets)
@@ -350,7 +349,7 @@ def annual_refresh_job(argv: Sequence[str] | None = None) -> int:
             request = RefreshRequest(release, run.run_id, key, args.from_stage, args.only_stage, args.republish)
             report = annual_refresh(run.spark, env, spec, lakehouse, request, run.scratch_dir)
             path = lakehouse.staging(release, "refresh", f"{run.run_id}.json")
-            write_json(run.spark, path, json.loads(json.dumps(vars(report), default=str)))
+            write_json(run.spark, path, vars(report))  # write_json stringifies what JSON lacks
         if "report" in report.outcomes.get("qa", {}):
             print(report.outcomes["qa"]["report"])  # the QA report, for a person to open
         print(path)
@@ -376,7 +375,7 @@ def releases(argv: Sequence[str] | None = None) -> int:
     diff.add_argument("--from", dest="old", required=True)
     diff.add_argument("--to", dest="new", required=True)
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, getattr(args, "log_format", "text"))
+    configure_logging(args.log_level)
 
     def body() -> None:
         from .release.read import diff_releases, list_releases, read_release_table

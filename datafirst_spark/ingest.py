@@ -144,6 +144,15 @@ def _header(spec: DatasetSpec, file: str, head: bytes) -> tuple[str, list[str], 
     return header_line, columns, bool(rest)
 
 
+def staged_records(spark: SparkSession, lakehouse: Lakehouse, release: str, datasets: list[str]) -> DataFrame:
+    """The standardised records ingest staged for ``release``, of every dataset in ``datasets``."""
+    frames = [spark.read.format("delta").load(lakehouse.staging(release, d, RECORDS_TABLE)) for d in datasets]
+    records = frames[0]
+    for frame in frames[1:]:
+        records = records.unionByName(frame, allowMissingColumns=True)
+    return records
+
+
 def find_extract(spark: SparkSession | None, spec: DatasetSpec, lakehouse: Lakehouse, release: str) -> Extract:
     """Check that the release's extract exists, is not empty and fits the spec; local
     extracts are checked without Spark (pass ``spark=None``)."""

@@ -54,9 +54,6 @@ class StageState:
     status: str
     run_id: str
     recorded_at: datetime
-    seconds: float | None
-    counts: dict[str, int]
-    message: str | None
 
 
 def stage_states(spark: SparkSession, lakehouse: Lakehouse, job: str, release: str) -> dict[str, StageState]:
@@ -67,8 +64,7 @@ def stage_states(spark: SparkSession, lakehouse: Lakehouse, job: str, release: s
     latest = Window.partitionBy("stage").orderBy(F.col("recorded_at").desc())
     rows = (spark.read.format("delta").load(path).filter((F.col("job") == job) & (F.col("release") == release))
             .withColumn("n", F.row_number().over(latest)).filter("n = 1").collect())
-    return {r["stage"]: StageState(r["stage"], r["status"], r["run_id"], r["recorded_at"], r["seconds"],
-                                   dict(r["counts"] or {}), r["message"]) for r in rows}
+    return {r["stage"]: StageState(r["stage"], r["status"], r["run_id"], r["recorded_at"]) for r in rows}
 
 
 def record_stage(spark: SparkSession, lakehouse: Lakehouse, *, run_id: str, job: str, release: str, stage: str,
@@ -85,8 +81,3 @@ def record_stage(spark: SparkSession, lakehouse: Lakehouse, *, run_id: str, job:
     (spark.createDataFrame([row], MANIFEST_SCHEMA).write.format("delta").mode("append")
      .option("userMetadata", f"run={run_id} stage={stage} status={status}").save(manifest_path(lakehouse)))
 
-
-def run_rows(spark: SparkSession, lakehouse: Lakehouse, run_id: str) -> list[dict[str, Any]]:
-    """A run's rows, oldest first."""
-    df = spark.read.format("delta").load(manifest_path(lakehouse)).filter(F.col("run_id") == run_id)
-    return [r.asDict(recursive=True) for r in df.orderBy("recorded_at").collect()]

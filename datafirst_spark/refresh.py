@@ -214,13 +214,12 @@ def link_rates_by_group(links: DataFrame, records: DataFrame, from_dataset: str,
     per_record = (links.filter(F.col("source_dataset") == from_dataset)
                   .join(has_target, ["threshold", "person_id"])
                   .join(described, ["source_dataset", "source_record_id"]))
-    views = [per_record.withColumn("group_by", F.lit("all")).withColumn("group_value", F.lit("all"))]
-    views += [per_record.withColumn("group_by", F.lit(g)).withColumn("group_value", F.coalesce(F.col(g), F.lit("unknown")))
-              for g in GROUPS]
-    stacked = views[0]
-    for view in views[1:]:
-        stacked = stacked.unionByName(view)
-    return (stacked.groupBy("threshold", "group_by", "group_value")
+    # every record counted once per view (all, then each group) in one pass over the join
+    views = F.array(F.struct(F.lit("all").alias("group_by"), F.lit("all").alias("group_value")),
+                    *[F.struct(F.lit(g).alias("group_by"), F.coalesce(F.col(g), F.lit("unknown")).alias("group_value"))
+                      for g in GROUPS])
+    return (per_record.select("threshold", "linked", F.inline(views))
+            .groupBy("threshold", "group_by", "group_value")
             .agg(F.count("*").alias("records"), F.sum("linked").alias("linked"))
             .withColumn("link_rate", F.round(F.col("linked") / F.col("records"), 6)))
 
@@ -267,14 +266,12 @@ def _report(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, releas
 
 
 def _clerical(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, release: str) -> tuple[str, int]:
+    from .ingest import staged_records
     from .linkage.run import linkage_path
     from .quality.clerical import clerical_sample, sample_path, write_sample
 
     pairs = spark.read.format("delta").load(linkage_path(lakehouse, release, spec.linkage, "pairs"))
-    records = None
-    for dataset in spec.datasets:
-        frame = spark.read.format("delta").load(lakehouse.staging(release, dataset, "records"))
-        records = frame if records is None else records.unionByName(frame, allowMissingColumns=True)
+    records = staged_records(spark, lakehouse, release, spec.datasets)
     path = sample_path(lakehouse, release)
     rows = write_sample(spark, clerical_sample(pairs, records, CLERICAL_PER_BAND, spec.training.seed), path)
     log.info("qa %s: clerical review sample of %d pairs written to %s (holds identifiers: reports/ only)", release,

@@ -106,8 +106,10 @@ def build_session(env: EnvironmentConfig, app_name: str, scratch_dir: str) -> Sp
     jars = [j for j in conf.get("spark.jars", "").split(",") if j]
     if running_under_spark_submit():
         jars = _submitted_jars() + jars
-    jars += [similarity_jar_location()]
-    conf["spark.jars"] = ",".join(dict.fromkeys(jars))
+    splink_jar = similarity_jar_location()
+    if not any(Path(j.removeprefix("file:")).name == Path(splink_jar).name for j in jars):
+        jars.append(splink_jar)  # spark-submit lists it as file:///...: once is enough
+    conf["spark.jars"] = ",".join(jars)
 
     builder = SparkSession.builder.master(settings.master).appName(app_name)
     for key, value in conf.items():

@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass
@@ -173,8 +174,6 @@ def tiny_release(spark: Any, test_environment: TestEnvironment,
 def wait_for_line(process: subprocess.Popen, log_path: Path, needle: str, timeout: float) -> bool:
     """Whether ``needle`` appears in the log a running ``process`` writes, within ``timeout``
     seconds (False as soon as the process ends without it)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         if log_path.exists() and needle in log_path.read_text(errors="replace"):

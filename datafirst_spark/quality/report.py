@@ -28,14 +28,14 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..ingest import RECORDS_TABLE
+from ..ingest import RECORDS_TABLE, staged_records
 from ..ingest import REPORT_FILE as INGEST_REPORT
 from ..lakehouse import Lakehouse, list_data_files, read_json
 from ..linkage.run import REPORT_FILE as LINKAGE_REPORT
 from ..linkage.run import linkage_path
 from ..linkage.spec import LinkageSpec
+from ..refresh import link_rates_by_group, qa_path
 from ..release.read import diff_releases, publication, read_release_table
-from ..refresh import link_rates_by_group
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +52,19 @@ def _rows(df: DataFrame) -> list[dict[str, Any]]:
     return [r.asDict() for r in df.collect()]
 
 
-def _all_records(spark: SparkSession, lakehouse: Lakehouse, release: str, spec: LinkageSpec) -> DataFrame:
-    frames = [spark.read.format("delta").load(lakehouse.staging(release, d, RECORDS_TABLE)) for d in spec.datasets]
-    records = frames[0]
-    for frame in frames[1:]:
-        records = records.unionByName(frame, allowMissingColumns=True)
-    return records
-
-
-def link_rate_rows(spark: SparkSession, lakehouse: Lakehouse, release: str, spec: LinkageSpec,
-                   records: DataFrame) -> list[dict[str, Any]]:
-    """Link rates by group for the published (Splink) people and the deterministic baseline."""
+def link_rate_rows(spark: SparkSession, lakehouse: Lakehouse, release: str, spec: LinkageSpec) -> list[dict[str, Any]]:
+    """Link rates by group for the published (Splink) people, as the refresh's qa stage
+    stored them (computed here for a release it did not refresh), and for the
+    deterministic baseline."""
     target = next(d for d in spec.datasets if d != spec.link_from)
-    published = read_release_table(spark, lakehouse, "person_links", release)
-    rows = [r | {"method": "splink"} for r in _rows(link_rates_by_group(published, records, spec.link_from, target))]
+    records = staged_records(spark, lakehouse, release, [spec.link_from])
+    stored = qa_path(lakehouse, release, "link_rates")
+    if list_data_files(spark, f"{stored}/_delta_log") is not None:
+        splink = spark.read.format("delta").load(stored).drop("release")
+    else:
+        published = read_release_table(spark, lakehouse, "person_links", release)
+        splink = link_rates_by_group(published, records, spec.link_from, target)
+    rows = [r | {"method": "splink"} for r in _rows(splink)]
     clusters = spark.read.format("delta").load(linkage_path(lakehouse, release, spec.linkage, "clusters"))
     baseline = clusters.filter(F.col("method") == "deterministic").withColumnRenamed("cluster_id", "person_id")
     rows += [r | {"method": "deterministic", "threshold": None}
@@ -103,15 +102,14 @@ def gather(spark: SparkSession, lakehouse: Lakehouse, release: str, spec: Linkag
     data: dict[str, Any] = {"release": release, "linkage": spec.linkage, "publication": entry["publication"],
                             "previous_release": entry["previous_release"], "model_sha256": entry["model_sha256"],
                             "figures": dict(entry["figures"]), "link_from": spec.link_from}
+    ingested = {d: read_json(spark, lakehouse.staging(release, d, INGEST_REPORT)) for d in spec.datasets}
     data["inputs"] = [{"dataset": d, **{k: r[k] for k in ("input_rows", "valid_rows", "quarantined_rows")},
-                       "reasons": r["quarantine_reasons"]}
-                      for d in spec.datasets for r in [read_json(spark, lakehouse.staging(release, d, INGEST_REPORT))]]
+                       "reasons": r["quarantine_reasons"]} for d, r in ingested.items()]
     data["blocking"] = [{"rule": spec.model.blocking_rules_to_generate_predictions[int(k)].description,
                          "rule_number": int(k), "pairs_scored": v} for k, v in sorted(linkage["pairs_by_rule"].items(),
                                                                                        key=lambda kv: int(kv[0]))]
-    records = _all_records(spark, lakehouse, release, spec)
     pairs = spark.read.format("delta").load(linkage_path(lakehouse, release, spec.linkage, "pairs"))
-    data["link_rates"] = link_rate_rows(spark, lakehouse, release, spec, records) if spec.link_from else []
+    data["link_rates"] = link_rate_rows(spark, lakehouse, release, spec) if spec.link_from else []
     data["probabilities"] = _rows(
         pairs.withColumn("bin", F.least(F.floor(F.col("match_probability") * 20) / 20, F.lit(0.95)))
         .withColumn("kept", F.when(F.col("excluded_by").isNull(), "scored").otherwise("excluded"))
@@ -131,8 +129,7 @@ def gather(spark: SparkSession, lakehouse: Lakehouse, release: str, spec: Linkag
     if previous:
         data["change"] = _rows(diff_releases(spark, lakehouse, previous, release))
         before = {(r["method"], r["threshold"], r["group_by"], r["group_value"]): r["link_rate"]
-                  for r in link_rate_rows(spark, lakehouse, previous, spec,
-                                          _all_records(spark, lakehouse, previous, spec))}
+                  for r in link_rate_rows(spark, lakehouse, previous, spec)}
         data["link_rate_change"] = [
             {**{k: r[k] for k in ("threshold", "group_by", "group_value")}, "previous": before[key],
              "current": r["link_rate"], "change": round(r["link_rate"] - before[key], 6)}

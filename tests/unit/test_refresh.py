@@ -17,7 +17,7 @@ from datafirst_spark.submit import build_py_files, spark_submit_command
 
 
 def state(stage, status):
-    return StageState(stage, status, "run-1", datetime(2026, 1, 1, tzinfo=timezone.utc), 1.0, {}, None)
+    return StageState(stage, status, "run-1", datetime(2026, 1, 1, tzinfo=timezone.utc))
 
 
 def request(**options):
