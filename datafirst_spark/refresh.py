@@ -118,7 +118,9 @@ def annual_refresh(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpe
         "qa": lambda: _qa(spark, spec, lakehouse, release),
     }
     for number, stage in enumerate(todo, 1):
+        stage_started = time.monotonic()
         outcome = _run_stage(spark, lakehouse, request, stage, f"{number}/{len(todo)}", actions[stage])
+        report.seconds[stage] = round(time.monotonic() - stage_started, 1)
         report.stages_run.append(stage)
         report.outcomes[stage] = {"counts": outcome.counts, **outcome.details}
     report.seconds["total"] = round(time.monotonic() - started, 1)

@@ -1,0 +1,90 @@
+"""What every benchmark script records: a job run's wall time, the peak memory of its whole
+process tree (Python driver + JVM) and of its largest process (in local mode, the driver
+JVM), the peak size of a folder it writes to (its scratch), disk used, and the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Measurement:
+    wall_seconds: float
+    peak_rss_bytes: int  # the whole process tree
+    returncode: int
+    peak_process_rss_bytes: int = 0  # its largest single process
+    peak_folder_bytes: int = 0  # the watched folder, when one was given
+
+
+def tree_rss(process: psutil.Process) -> tuple[int, int]:
+    """(sum, largest) resident memory over ``process`` and its descendants."""
+    total = largest = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            rss = p.memory_info().rss
+        except psutil.Error:
+            continue
+        total, largest = total + rss, max(largest, rss)
+    return total, largest
+
+
+def run_measured(command: list[str], log_path: Path, cwd: Path, sample_seconds: float = 0.5,
+                 watch_folder: Path | None = None, folder_every: int = 20,
+                 env: dict[str, str] | None = None) -> Measurement:
+    """Run ``command`` with its output in ``log_path``, sampling the tree's memory every
+    ``sample_seconds`` and the size of ``watch_folder`` every ``folder_every`` samples (a
+    walk of a large scratch folder is not free)."""
+    started = time.monotonic()
+    peak = peak_process = peak_folder = samples = 0
+    with log_path.open("w") as log:
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+        watched = psutil.Process(child.pid)
+        while child.poll() is None:
+            total, largest = tree_rss(watched)
+            peak, peak_process = max(peak, total), max(peak_process, largest)
+            if watch_folder is not None and samples % folder_every == 0:
+                peak_folder = max(peak_folder, folder_bytes(watch_folder))
+            samples += 1
+            time.sleep(sample_seconds)
+    return Measurement(round(time.monotonic() - started, 1), peak, child.returncode, peak_process, peak_folder)
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (0 when absent); files removed mid-walk are skipped."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def gib(size: int) -> float:
+    return round(size / 1024**3, 2)
+
+
+def java_version() -> str:
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30)
+        return (out.stderr or out.stdout).splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+def machine() -> dict[str, object]:
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
+        "python": platform.python_version(),
+        "java": java_version(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,82 @@
+"""Benchmark the annual refresh of a synthetic release end to end, beside the alternatives.
+
+    python scripts/benchmark.py --scale full --lakehouse DIR [--generate]
+
+DIR holds the release's landing and truth areas (``--generate`` makes them first, seed 7,
+not counted) and may hold a trained model under models/ (without one, the model is trained
+first and that is not counted either: the targets are for a refresh that reuses it). Then,
+each job in its own process:
+
+1. the annual refresh (jobs/annual_refresh.py), sampled for memory and scratch disk;
+2. the alternatives on the same staged records with the same model: the deterministic
+   baseline, Splink's DuckDB backend, and Splink's Spark recipe as documented, untuned;
+3. each alternative's clusters against truth.
+
+The result (per-stage seconds, comparisons per blocking rule, predict throughput, rows in
+and out, peak memory, scratch, quality, ratios against each alternative, the issue's
+targets, machine and versions) goes to benchmarks/results/<date>-refresh-<scale>.json.
+Exit codes: 0 done (targets met or not), 1 a job failed, 2 bad arguments or lakehouse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from datafirst_spark.benchmarking import run_measured
+from datafirst_spark.benchmarking.refresh import (
+    ALTERNATIVES,
+    ROOT,
+    BenchmarkError,
+    BenchmarkRequest,
+    run_benchmark,
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", required=True, help="the release's scale (checked against its generation record)")
+    parser.add_argument("--lakehouse", required=True, help="a lakehouse holding only landing, truth (and models)")
+    parser.add_argument("--release", default="2025")
+    parser.add_argument("--conf", default=str(ROOT / "conf" / "local.yaml"))
+    parser.add_argument("--linkage", default=str(ROOT / "conf" / "linkages" / "pnc_npd.yaml"))
+    parser.add_argument("--generate", action="store_true", help="generate the synthetic release first (seed 7)")
+    parser.add_argument("--alternatives", default=",".join(ALTERNATIVES),
+                        help="comma-separated, any of %(default)s; '' for none")
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="folder for the JSON result")
+    parser.add_argument("--note", action="append", default=[], help="a note recorded with the result")
+    args = parser.parse_args()
+
+    chosen = tuple(a for a in args.alternatives.split(",") if a)
+    unknown = [a for a in chosen if a not in ALTERNATIVES]
+    if unknown:
+        parser.error(f"--alternatives: unknown {', '.join(unknown)} (choose from {', '.join(ALTERNATIVES)})")
+    lakehouse = Path(args.lakehouse).resolve()
+    if args.generate:
+        lakehouse.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, str(ROOT / "jobs" / "generate_synthetic.py"), "--conf", args.conf,
+                   "--lakehouse", str(lakehouse), "--release", args.release, "--scale", args.scale]
+        if run_measured(command, lakehouse / "generate.log", ROOT).returncode != 0:
+            print(f"generation failed; see {lakehouse / 'generate.log'}", file=sys.stderr)
+            return 1
+    request = BenchmarkRequest(args.scale, lakehouse, args.release, Path(args.conf).resolve(),
+                               Path(args.linkage).resolve(), Path(args.results).resolve(), chosen, args.note)
+    try:
+        result, path = run_benchmark(request)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if "failed with exit code" in str(exc) else 2
+    refresh = result["refresh"]
+    print(f"[{args.scale}] refresh {refresh['wall_seconds']}s wall ({json.dumps(refresh['stage_seconds'])}), "
+          f"peak {refresh['peak_process_tree_rss_gib']} GiB, {refresh['predict_comparisons_per_second']} "
+          f"comparisons/s in predict")
+    for target in result["targets"]:
+        print(json.dumps(target))
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The refresh benchmark's parts that need no Spark: the model's SQL in DuckDB's dialect
+(run in DuckDB), the fitted cost exponent, the ratios and the targets."""
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from datafirst_spark.benchmarking import folder_bytes
+from datafirst_spark.benchmarking.alternatives import duckdb_settings, to_duckdb_sql
+from datafirst_spark.benchmarking.refresh import cost_exponent, ratios, targets
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("condition", "left", "right", "expected"),
+    [
+        ("jaro_winkler(forename_l, forename_r) >= 0.92", "MARTHA", "MARHTA", True),
+        ("jaro_winkler(forename_l, forename_r) >= 0.92", "MARTHA", "JOHN", False),
+        ("arrays_overlap(all_forenames_l, all_forenames_r)", ["BILL", "WILLIAM"], ["WILLIAM"], True),
+        ("arrays_overlap(all_forenames_l, all_forenames_r)", ["BILL"], ["ROBERT"], False),
+        ("array_contains(all_forenames_r, forename_l)", "BILL", ["BILL", "WILLIAM"], True),
+        ("abs(datediff(dob_l, dob_r)) <= 1", "2001-03-04", "2001-03-05", True),
+        ("abs(datediff(dob_l, dob_r)) <= 1", "2001-03-04", "2001-03-07", False),
+        ("length(forename_l) >= 3 AND instr(forename_l, forename_r) > 0", "ANNABEL", "ANNA", True),
+    ],
+)
+def test_model_conditions_mean_the_same_in_duckdb(condition, left, right, expected):
+    sql = to_duckdb_sql(condition)
+    columns = {"forename": "VARCHAR", "all_forenames": "VARCHAR[]", "dob": "DATE"}
+    column = next(c for c in columns if f"{c}_l" in condition)
+    other = next(c for c in columns if f"{c}_r" in condition)
+    con = duckdb.connect()
+    value = con.execute(
+        f"SELECT {sql} FROM (SELECT CAST(? AS {columns[column]}) AS {column}_l, CAST(? AS {columns[other]}) AS {other}_r)",
+        [left, right]).fetchall()[0][0]
+    assert value is expected, sql
+
+
+def test_a_saved_model_becomes_duckdb_settings_without_touching_the_original():
+    model = {
+        "sql_dialect": "spark",
+        "comparisons": [{"output_column_name": "forename", "comparison_levels": [
+            {"sql_condition": "forename_l IS NULL OR forename_r IS NULL", "is_null_level": True},
+            {"sql_condition": "jaro_winkler(forename_l, forename_r) >= 0.8"},
+            {"sql_condition": "ELSE"}]}],
+        "blocking_rules_to_generate_predictions": [
+            {"blocking_rule": "(l.`surname` = r.`surname`) AND (l.`dob` = r.`dob`)", "sql_dialect": "spark"}],
+    }
+    original = json.dumps(model, sort_keys=True)
+    settings = duckdb_settings(model)
+    assert json.dumps(model, sort_keys=True) == original
+    assert settings["sql_dialect"] == "duckdb"
+    levels = [level["sql_condition"] for level in settings["comparisons"][0]["comparison_levels"]]
+    assert levels[1] == "jaro_winkler_similarity(forename_l, forename_r) >= 0.8"
+    assert levels[2] == "ELSE"
+    rule = settings["blocking_rules_to_generate_predictions"][0]
+    assert rule == {"blocking_rule": '(l."surname" = r."surname") AND (l."dob" = r."dob")', "sql_dialect": "duckdb"}
+
+
+def test_the_repository_model_conditions_all_parse_in_duckdb():
+    """Every condition of the shipped linkage, transpiled, is valid DuckDB (prepared, not run)."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "conf" / "linkages" / "pnc_npd.yaml").read_text())
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (forename VARCHAR, surname VARCHAR, forename_canonical VARCHAR, forename_dm VARCHAR,"
+                " surname_dm VARCHAR, dob DATE, dob_year INT, dob_month INT, dob_day INT, postcode VARCHAR,"
+                " postcode_sector VARCHAR, postcode_district VARCHAR, postcode_area VARCHAR, sex VARCHAR,"
+                " record_source VARCHAR, all_forenames VARCHAR[], all_surnames VARCHAR[], all_dobs DATE[],"
+                " given_name_tokens VARCHAR[], surname_tokens VARCHAR[])").fetchall()
+    pair = ", ".join(f"t.{c} AS {c}_{side}" for c in [r[0] for r in con.execute("DESCRIBE t").fetchall()]
+                     for side in ("l", "r"))
+    conditions = [level["sql_condition"] for comparison in spec["model"]["comparisons"]
+                  for level in comparison["comparison_levels"] if level["sql_condition"] != "ELSE"]
+    assert len(conditions) > 20
+    for condition in conditions:
+        con.execute(f"SELECT count(*) FROM (SELECT {pair} FROM t) WHERE {to_duckdb_sql(condition)}").fetchall()
+
+
+def test_cost_exponent_through_two_points():
+    assert cost_exponent(1_000_000, 100.0, 10_000_000, 1000.0) == 1.0
+    assert cost_exponent(1_000_000, 100.0, 10_000_000, 100.0 * 10**1.15) == 1.15
+    assert cost_exponent(1_665_000, 1200.0, 16_650_000, 6000.0) == pytest.approx(0.699, abs=1e-3)
+
+
+def _result(scale="full", wall=3000.0, peak=12.0, left=(), duckdb_predict=10.0, recipe_wall=9500.0,
+            recipe_recall=0.98):
+    quality = [{"threshold": 0.9, "precision": 0.998, "recall": 0.984, "f1": 0.99}]
+    return {
+        "scale": scale, "input_rows": 16_650_000,
+        "refresh": {"wall_seconds": wall, "peak_process_tree_rss_gib": peak, "scratch_left_after_run": list(left),
+                    "stage_seconds": {"ingest": 900.0, "link": 1200.0, "publish": 600.0, "qa": 300.0},
+                    "comparisons": 1_000_000, "predict_comparisons_per_second": 80_000,
+                    "quality": {"splink": quality, "deterministic": []}},
+        "alternatives": {
+            "splink_duckdb": {"wall_seconds": 200.0, "seconds": {"predict": duckdb_predict}, "quality": quality},
+            "splink_spark_recipe": {"wall_seconds": recipe_wall, "seconds": {"predict": 4000.0},
+                                    "quality": [{"threshold": 0.9, "precision": 0.98, "recall": recipe_recall,
+                                                 "f1": 0.98}]},
+            "deterministic": {"wall_seconds": 300.0, "seconds": {},
+                              "quality": [{"threshold": 1.0, "precision": 0.998, "recall": 0.876, "f1": 0.93}]},
+        },
+    }
+
+
+def by_name(checked):
+    return {t["target"]: t for t in checked}
+
+
+def test_ratios_put_each_alternative_beside_the_refresh():
+    result = _result()
+    found = ratios(result)
+    # ours 80k/s against DuckDB's 1M comparisons in 10 s
+    assert found["splink_duckdb"]["predict_comparisons_per_second"] == 100_000
+    assert found["splink_duckdb"]["predict_throughput_ours_over_theirs"] == 0.8
+    assert found["splink_spark_recipe"]["their_wall_over_our_refresh"] == round(9500 / 3000, 3)
+    assert found["splink_spark_recipe"]["their_wall_over_our_link_stage"] == round(9500 / 1200, 3)
+    assert found["splink_spark_recipe"]["recall"]["0.9"]["ours_minus_theirs_points"] == 0.4
+    # the baseline's one threshold is set beside each of ours
+    assert found["deterministic"]["recall"]["0.9"]["ours_minus_theirs_points"] == 10.8
+
+
+def test_targets_met_and_missed_by_their_figures():
+    result = _result()
+    result["ratios"] = ratios(result)
+    met = by_name(targets(result, {"input_rows": 1_665_000, "refresh": {"wall_seconds": 300.0}}))
+    assert met["refresh wall time"]["met"] is True
+    assert met["peak memory (process tree)"]["met"] is True
+    assert met["scratch cleaned"]["met"] is True
+    assert met["predict throughput vs Splink on DuckDB"]["met"] is True
+    assert met["refresh vs Splink's untuned Spark recipe"]["met"] is True
+    assert met["cost growth medium -> full"]["value"] == 1.0 and met["cost growth medium -> full"]["met"] is True
+
+    result = _result(wall=4000.0, peak=21.0, left=["refresh-x"], duckdb_predict=5.0, recipe_wall=9000.0,
+                     recipe_recall=0.995)
+    result["ratios"] = ratios(result)
+    missed = by_name(targets(result, None))
+    assert [missed[name]["met"] for name in ("refresh wall time", "peak memory (process tree)", "scratch cleaned",
+                                             "predict throughput vs Splink on DuckDB",
+                                             "refresh vs Splink's untuned Spark recipe")] == [False] * 5
+    assert missed["cost growth medium -> full"] == {"target": "cost growth medium -> full", "goal": "exponent <= 1.15",
+                                                    "value": None, "met": None}
+
+
+def test_wall_time_target_applies_at_full_scale_only():
+    result = _result(scale="medium", wall=4000.0)
+    result["ratios"] = ratios(result)
+    assert by_name(targets(result, None))["refresh wall time"]["met"] is None
+
+
+def test_folder_bytes_counts_files_below_and_is_zero_for_a_missing_folder(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "one").write_bytes(b"x" * 10)
+    (tmp_path / "a" / "b" / "two").write_bytes(b"y" * 5)
+    assert folder_bytes(tmp_path) == 15
+    assert folder_bytes(tmp_path / "missing") == 0
