@@ -16,6 +16,7 @@ The result (per-stage seconds, comparisons per blocking rule, predict throughput
 and out, peak memory, scratch, quality, ratios against each alternative, the issue's
 targets, machine and versions) goes to benchmarks/results/<date>-refresh-<scale>.json.
 Exit codes: 0 done (targets met or not), 1 a job failed, 2 bad arguments or lakehouse.
+``--table`` prints the README's table of the latest result per scale instead.
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ from datafirst_spark.benchmarking.refresh import (
     ROOT,
     BenchmarkError,
     BenchmarkRequest,
+    results_table,
     run_benchmark,
 )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", required=True, help="the release's scale (checked against its generation record)")
-    parser.add_argument("--lakehouse", required=True, help="a lakehouse holding only landing, truth (and models)")
+    parser.add_argument("--scale", help="the release's scale (checked against its generation record)")
+    parser.add_argument("--lakehouse", help="a lakehouse holding only landing, truth (and models)")
     parser.add_argument("--release", default="2025")
     parser.add_argument("--conf", default=str(ROOT / "conf" / "local.yaml"))
     parser.add_argument("--linkage", default=str(ROOT / "conf" / "linkages" / "pnc_npd.yaml"))
@@ -47,7 +49,14 @@ def main() -> int:
                         help="comma-separated, any of %(default)s; '' for none")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="folder for the JSON result")
     parser.add_argument("--note", action="append", default=[], help="a note recorded with the result")
+    parser.add_argument("--table", action="store_true",
+                        help="print the README's table of the latest result per scale in --results, and stop")
     args = parser.parse_args()
+    if args.table:
+        print(results_table(Path(args.results)))
+        return 0
+    if not args.scale or not args.lakehouse:
+        parser.error("--scale and --lakehouse are required (unless --table)")
 
     chosen = tuple(a for a in args.alternatives.split(",") if a)
     unknown = [a for a in chosen if a not in ALTERNATIVES]

@@ -154,7 +154,9 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
     comparisons = comparisons_by_rule(linkage_report)
     total_comparisons = sum(r["comparisons"] for r in comparisons)
     link_seconds = linkage_report["seconds"]
-    predict_seconds = link_seconds[f"{spec.linkage}: predict"]
+    # blocking and scoring, as Splink's predict() does both for the alternatives
+    predict_seconds = round(link_seconds[f"{spec.linkage}: predict"]
+                            + link_seconds.get(f"{spec.linkage}: blocked pairs", 0.0), 2)
     ingest = {name: json.loads((lakehouse / "staging" / release / name / "_ingest.json").read_text())
               for name in spec.datasets}
     rows = sum(i["input_rows"] for i in ingest.values())
@@ -301,3 +303,30 @@ def targets(result: dict[str, Any], medium: dict[str, Any] | None) -> list[dict[
     checked.append(target("cost growth medium -> full", f"exponent <= {TARGET_EXPONENT}", exponent,
                           None if exponent is None else exponent <= TARGET_EXPONENT))
     return checked
+
+
+def results_table(results: Path) -> str:
+    """The README's table: the latest refresh result at each scale, smallest first."""
+    latest: dict[str, dict[str, Any]] = {}
+    for path in sorted(results.glob("*-refresh-*.json")):
+        result = json.loads(path.read_text())
+        latest[result["scale"]] = result | {"_file": path.name}
+    header = ("| scale | records | refresh s | ingest s | link s | publish s | qa s | peak GiB | comparisons "
+              "| predict comparisons/s | DuckDB predict comparisons/s | untuned Spark recipe s | recall@0.9 "
+              "(deterministic) | result |")
+    lines = [header, "| --- " * (header.count("|") - 1) + "|"]
+    for result in sorted(latest.values(), key=lambda r: r["input_rows"]):
+        refresh, found = result["refresh"], result["alternatives"]
+        stages = refresh["stage_seconds"]
+        recall = {q["threshold"]: q["recall"] for q in refresh["quality"]["splink"]}
+        baseline = next((q["recall"] for q in refresh["quality"]["deterministic"]), None)
+        duckdb = result["ratios"].get("splink_duckdb", {}).get("predict_comparisons_per_second")
+        recipe = found.get("splink_spark_recipe", {}).get("wall_seconds")
+        cells = [result["scale"], f"{result['input_rows']:,}", refresh["wall_seconds"],
+                 *(stages.get(s, "-") for s in ("ingest", "link", "publish", "qa")),
+                 refresh["peak_process_tree_rss_gib"], f"{refresh['comparisons']:,}",
+                 f"{refresh['predict_comparisons_per_second']:,}", f"{duckdb:,}" if duckdb else "-",
+                 recipe or "-", f"{recall.get(0.9, 0):.2%} ({baseline:.2%})" if baseline is not None else "-",
+                 f"`{result['_file']}`"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""The refresh benchmark harness (scripts/benchmark.py) run for real on a copy of the tiny
+release with its trained model: every job a child process, as at full scale. Timings are
+recorded, never asserted; what is asserted is that the result is well formed and that its
+figures agree with what the jobs wrote."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from datafirst_spark.refresh import STAGES
+from datafirst_spark.testing import copy_release
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def benchmarked(refreshed_release, test_environment, tmp_path_factory):
+    root = tmp_path_factory.mktemp("benchmark")
+    lakehouse = copy_release(refreshed_release.lakehouse, root / "lakehouse", ("landing", "truth", "models"))
+    results = root / "results"
+    command = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--scale", "tiny", "--lakehouse",
+               lakehouse.root, "--conf", str(test_environment.path), "--results", str(results), "--note", "test run"]
+    done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        logs = "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-30:])
+                         for p in sorted(Path(lakehouse.root, "benchmark-logs").glob("*.log")))
+        pytest.fail(f"benchmark exited {done.returncode}:\n{done.stdout}\n{done.stderr}\n{logs}")
+    path = Path(done.stdout.strip().splitlines()[-1])
+    return {"path": path, "result": json.loads(path.read_text()), "lakehouse": lakehouse, "results": results,
+            "refreshed": refreshed_release, "stdout": done.stdout}
+
+
+def test_result_file_is_named_for_the_day_and_scale(benchmarked):
+    assert benchmarked["path"].parent == benchmarked["results"]
+    assert benchmarked["path"].name == f"{datetime.now(timezone.utc):%Y-%m-%d}-refresh-tiny.json"
+    result = benchmarked["result"]
+    assert (result["benchmark"], result["scale"], result["release"], result["notes"]) == \
+        ("refresh", "tiny", "2025", ["test run"])
+    assert result["machine"]["cores"] == os.cpu_count()
+    assert result["versions"]["pyspark"] == "4.2.0" and result["versions"]["splink"] == "5.0.0"
+    assert result["training"] is None  # the copied model was reused
+
+
+def test_refresh_figures_agree_with_what_the_refresh_wrote(benchmarked):
+    result, refreshed = benchmarked["result"], benchmarked["refreshed"]
+    refresh = result["refresh"]
+    assert list(refresh["stage_seconds"]) == list(STAGES)
+    assert all(seconds > 0 for seconds in refresh["stage_seconds"].values())
+    assert refresh["wall_seconds"] >= sum(refresh["stage_seconds"].values())
+    generated = json.loads(Path(benchmarked["lakehouse"].landing("2025"), "_generation.json").read_text())
+    assert result["input_rows"] == generated["rows"]["npd"] + generated["rows"]["pnc"]
+    # the same records and model as the fixture's refresh: the same scored pairs
+    assert refresh["rows"]["pairs_scored"] == refreshed.first["outcomes"]["link"]["counts"]["pairs"]
+    assert refresh["comparisons"] == sum(r["comparisons"] for r in refresh["comparisons_by_rule"]) > 0
+    assert refresh["predict_comparisons_per_second"] == round(refresh["comparisons"] / refresh["predict_seconds"])
+    assert 0 < refresh["peak_driver_rss_gib"] <= refresh["peak_process_tree_rss_gib"]
+    assert refresh["scratch_left_after_run"] == []
+    splink = {q["threshold"]: q for q in refresh["quality"]["splink"]}
+    figures = refreshed.first["outcomes"]["publish"]["figures"]
+    assert splink[0.9]["recall"] == pytest.approx(figures["recall@0.9"], abs=1e-5)
+
+
+def test_alternatives_score_the_same_comparisons_and_are_set_beside_the_refresh(benchmarked):
+    result = benchmarked["result"]
+    found, pairs = result["alternatives"], result["refresh"]["rows"]["pairs_scored"]
+    assert set(found) == {"deterministic", "splink_duckdb", "splink_spark_recipe"}
+    # one model, one set of blocking rules: every Splink backend scores the same pairs
+    assert found["splink_duckdb"]["pairs"] == found["splink_spark_recipe"]["pairs"] == pairs
+    assert found["splink_duckdb"]["clusters"] == found["splink_spark_recipe"]["clusters"]
+    for method, alternative in found.items():
+        assert alternative["wall_seconds"] > 0 and alternative["quality"], method
+        assert all(0 <= q["recall"] <= 1 and 0 <= q["precision"] <= 1 for q in alternative["quality"]), method
+        assert result["ratios"][method]["their_wall_over_our_refresh"] > 0
+    deterministic = {q["threshold"]: q for q in found["deterministic"]["quality"]}
+    refreshed_baseline = {q["threshold"]: q for q in result["refresh"]["quality"]["deterministic"]}
+    assert deterministic[1.0]["recall"] == pytest.approx(refreshed_baseline[1.0]["recall"], abs=1e-5)
+    duckdb = result["ratios"]["splink_duckdb"]
+    assert duckdb["predict_comparisons_per_second"] == round(result["refresh"]["comparisons"]
+                                                             / found["splink_duckdb"]["seconds"]["predict"])
+
+
+def test_targets_are_listed_with_their_figures(benchmarked):
+    result = benchmarked["result"]
+    checked = {t["target"]: t for t in result["targets"]}
+    assert set(checked) == {"refresh wall time", "peak memory (process tree)", "scratch cleaned",
+                            "predict throughput vs Splink on DuckDB", "refresh vs Splink's untuned Spark recipe",
+                            "cost growth medium -> full"}
+    assert checked["refresh wall time"]["met"] is None  # a full-scale target
+    assert checked["scratch cleaned"]["met"] is True
+    assert checked["cost growth medium -> full"]["value"] is None
+    for line in (json.dumps(t) for t in result["targets"]):
+        assert line in benchmarked["stdout"]
+
+
+def test_a_lakehouse_already_refreshed_is_refused(refreshed_release, test_environment):
+    command = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--scale", "tiny", "--lakehouse",
+               refreshed_release.lakehouse.root, "--conf", str(test_environment.path)]
+    done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "has been refreshed or published already" in done.stderr
+
+
+def test_readme_table_row_comes_from_the_result(benchmarked):
+    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--table", "--results",
+                            str(benchmarked["results"])], check=True, cwd=ROOT, capture_output=True, text=True)
+    header, rule, row = table.stdout.strip().splitlines()
+    assert header.count("|") == rule.count("|") == row.count("|")
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    refresh = benchmarked["result"]["refresh"]
+    assert cells[:3] == ["tiny", f"{benchmarked['result']['input_rows']:,}", str(refresh["wall_seconds"])]
+    assert cells[-1] == f"`{benchmarked['path'].name}`"
