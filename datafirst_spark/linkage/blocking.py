@@ -5,14 +5,14 @@ records makes n(n-1)/2 comparisons (n_a x n_b between two datasets when only lin
 That is the count before Splink drops pairs an earlier rule already made, so it is an upper
 bound, and it costs one aggregation however skewed the keys are. A rule over the
 configured ceiling is refused, naming the rule and its largest block. Within the ceiling,
-Splink's own blocking analysis (on a record sample sized to the data) logs each rule's
-marginal comparisons, which is what predict will score.
+the blocked pairs predict will score are made once and counted per rule (each pair is
+Splink's under the first rule that makes it): exact marginal comparisons, for the price of
+a group-by over pairs of ids that predict reads anyway.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from functools import reduce
 
@@ -87,28 +87,16 @@ def check_rules(records: DataFrame, rules: list[BlockingRuleSpec], link_type: st
     return bounds
 
 
-def splink_rule_counts(linker_inputs, spec: LinkageSpec, total_bound: int) -> list[dict[str, object]]:  # noqa: ANN001
-    """Splink's blocking analysis: marginal comparisons per prediction rule, estimated on a
-    record sample that keeps the work to a few million pairs."""
-    from splink.blocking_analysis import count_comparisons_from_blocking_rules
-
-    from .model import SOURCE_DATASET, UNIQUE_ID, splink_blocking_rule
-
-    proportion = 1.0 if total_bound <= 5e6 else max(0.01, math.sqrt(5e6 / total_bound))
-    records = count_comparisons_from_blocking_rules(
-        linker_inputs,
-        blocking_rules=[splink_blocking_rule(r) for r in spec.model.blocking_rules_to_generate_predictions],
-        link_type=spec.link_type,
-        unique_id_column_name=UNIQUE_ID,
-        source_dataset_column_name=SOURCE_DATASET,
-        record_sample_proportion=proportion,
-    )
-    counts = []
-    for rule, record in zip(spec.model.blocking_rules_to_generate_predictions, records, strict=True):
-        marginal = int(record["marginal_comparison_count"])
+def blocked_pair_counts(blocked_pairs: DataFrame, spec: LinkageSpec) -> list[dict[str, object]]:
+    """Marginal and cumulative comparisons per prediction rule, counted on Splink's blocked
+    id pairs (``linker.inference.compute_blocked_pairs_for_predict()``, whose ``match_key``
+    is the index of the first rule that makes the pair)."""
+    counted = {str(row["match_key"]): row["count"] for row in blocked_pairs.groupBy("match_key").count().collect()}
+    counts, cumulative = [], 0
+    for key, rule in enumerate(spec.model.blocking_rules_to_generate_predictions):
+        marginal = int(counted.get(str(key), 0))
+        cumulative += marginal
         counts.append({"rule": rule.description, "marginal_comparisons": marginal,
-                       "cumulative_comparisons": int(record["cumulative_comparison_count"]),
-                       "estimated": bool(record["is_estimate"]), "sample_proportion": round(proportion, 4)})
-        log.info("blocking prediction rule [%s]: %s new comparisons (Splink, %s of records sampled)",
-                 rule.description, f"{marginal:,}", f"{proportion:.0%}")
+                       "cumulative_comparisons": cumulative, "estimated": False, "sample_proportion": 1.0})
+        log.info("blocking prediction rule [%s]: %s new comparisons", rule.description, f"{marginal:,}")
     return counts

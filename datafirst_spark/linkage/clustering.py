@@ -45,17 +45,26 @@ def edges_of(pairs: DataFrame, threshold: float) -> DataFrame:
 
 
 def connected_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame) -> DataFrame:
-    """(node_id, cluster_id) for every node; cluster_id is the component's smallest node id."""
+    """(node_id, cluster_id) for every node; cluster_id is the component's smallest node id.
+
+    Splink solves the components of the nodes that have an edge; every other node is its own
+    component (cluster_id = node_id, as Splink would give it). Most records link to nothing
+    (at `medium` 1,664,906 records make 1,513,527 clusters at 0.9), and Splink would carry
+    every one of them through its representatives tables to find that out."""
     from splink.backends.spark import SparkAPI
     from splink.clustering import cluster_pairwise_predictions_at_threshold
 
     db_api = SparkAPI(spark_session=spark, break_lineage_method="parquet")
+    linked = edges.select(F.col("node_id_l").alias("node_id")).union(
+        edges.select(F.col("node_id_r").alias("node_id"))).distinct()
     clusters = cluster_pairwise_predictions_at_threshold(
-        nodes, edges.withColumn("match_probability", F.lit(1.0)), db_api, "node_id",
+        linked, edges.withColumn("match_probability", F.lit(1.0)), db_api, "node_id",
         edge_id_column_name_left="node_id_l", edge_id_column_name_right="node_id_r",
         threshold_match_probability=1.0,
     )
-    return clusters.as_spark_dataframe().select("node_id", "cluster_id")
+    components = clusters.as_spark_dataframe().select("node_id", "cluster_id")
+    alone = nodes.select("node_id").distinct().join(components, "node_id", "left_anti")
+    return components.unionByName(alone.select("node_id", F.col("node_id").alias("cluster_id")))
 
 
 @dataclass

@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from ..config import ConfigError, EnvironmentConfig
 from ..lakehouse import Lakehouse, list_data_files, write_delta, write_json
 from ..timing import StageTimer
-from .blocking import check_rules, concatenated, splink_rule_counts
+from .blocking import blocked_pair_counts, check_rules, concatenated
 from .clustering import PAIR_COLUMNS, cluster_at_thresholds
 from .deterministic import deterministic_pairs
 from .model import (
@@ -156,10 +156,11 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
         return _finish(spark, report, timer, started, out(REPORT_FILE))
 
     linker = linker_for(spark, spec, records, splink_settings(spec, saved.parameters))
-    with timer.stage(f"{spec.linkage}: Splink blocking analysis"):
-        tables = list(linker._input_tables_dict.values())  # noqa: SLF001 - the registered inputs
-        report.blocking_counts = splink_rule_counts(tables if len(tables) > 1 else tables[0], spec,
-                                                    sum(b.comparisons for b in bounds))
+    with timer.stage(f"{spec.linkage}: blocked pairs") as figures:
+        # made once and kept in Splink's cache: predict scores these very pairs
+        blocked = linker.inference.compute_blocked_pairs_for_predict()
+        report.blocking_counts = blocked_pair_counts(blocked.as_spark_dataframe(), spec)
+        figures["rows"] = sum(c["marginal_comparisons"] for c in report.blocking_counts)
 
     with timer.stage(f"{spec.linkage}: predict") as figures:
         predictions = linker.inference.predict(threshold_match_probability=spec.pairs_floor, warning_mode="never")

@@ -46,11 +46,20 @@ def birth_cohort(dob: F.Column) -> F.Column:
     return F.concat(start.cast("string"), F.lit("/"), F.lpad(((start + 1) % 100).cast("string"), 2, "0"))
 
 
-def link_quality(membership: DataFrame, truth: DataFrame, people: DataFrame, link_from: str) -> DataFrame:
+def _views(groups: tuple[str, ...]) -> F.Column:
+    """For :func:`F.inline`: one (group_by, group_value) row per view of a record, overall
+    ('all') and per group, so that every view is counted in one aggregation."""
+    return F.array(F.struct(F.lit("all").alias("group_by"), F.lit("all").alias("group_value")),
+                   *[F.struct(F.lit(g).alias("group_by"),
+                              F.coalesce(F.col(g).cast("string"), F.lit("unknown")).alias("group_value"))
+                     for g in groups])
+
+
+def link_quality(labelled: DataFrame, truth: DataFrame, people: DataFrame, link_from: str) -> DataFrame:
     """Record-level link quality of ``link_from`` records, overall and per group.
 
-    ``people``: true_person_id with the grouping columns of :data:`GROUPS`."""
-    labelled = membership.join(truth, ["source_dataset", "source_record_id"])
+    ``labelled``: membership joined with truth (:func:`labelled_membership`); ``people``:
+    true_person_id with the grouping columns of :data:`GROUPS`."""
     keys = ["method", "threshold", "cluster_id"]
     mine = labelled.filter(F.col("source_dataset") == link_from)
     other = labelled.filter(F.col("source_dataset") != link_from).select(
@@ -76,63 +85,63 @@ def link_quality(membership: DataFrame, truth: DataFrame, people: DataFrame, lin
     )
     figures = [F.count_if("correct").alias("true_positives"), F.count_if("linked").alias("predicted"),
                F.count_if("linkable").alias("actual"), F.count_if(F.col("found") & F.col("linkable")).alias("found")]
-    overall = per_record.groupBy("method", "threshold").agg(*figures).select(
-        "*", F.lit("all").alias("group_by"), F.lit("all").alias("group_value"))
-    parts = [overall]
-    for group in GROUPS:
-        parts.append(per_record.groupBy("method", "threshold", F.coalesce(F.col(group).cast("string"), F.lit("unknown"))
-                                        .alias("group_value")).agg(*figures).withColumn("group_by", F.lit(group)))
-    result = parts[0]
-    for part in parts[1:]:
-        result = result.unionByName(part)
+    # every view (overall, then each group) in one pass over per_record
+    result = (per_record.select("method", "threshold", "correct", "linked", "linkable", "found", F.inline(_views(GROUPS)))
+              .groupBy("method", "threshold", "group_by", "group_value").agg(*figures))
     return _with_scores(result.withColumn("view", F.lit("link")).withColumn("scope", F.lit(f"{link_from}_records")))
 
 
-def _pairs(datasets: tuple[str, str]) -> F.Column:
-    """Aggregate: pairs of records from ``datasets`` in a group, given a count ``n`` per
-    (group, source_dataset) row."""
-    a, b = datasets
-    n_a = F.sum(F.when(F.col("source_dataset") == a, F.col("n")).otherwise(0))
-    if a == b:
-        return (n_a * (n_a - 1) / 2).cast("long")
-    n_b = F.sum(F.when(F.col("source_dataset") == b, F.col("n")).otherwise(0))
-    return (n_a * n_b).cast("long")
+def _pairs(n_a: F.Column, n_b: F.Column | None = None) -> F.Column:
+    """Pairs of records in a group holding ``n_a`` records of one dataset and ``n_b`` of
+    another (within one dataset when ``n_b`` is None)."""
+    return (n_a * (n_a - 1) / 2).cast("long") if n_b is None else (n_a * n_b).cast("long")
 
 
-def pair_quality(membership: DataFrame, truth: DataFrame, datasets: list[str]) -> DataFrame:
+def _pair_counts(grouped: DataFrame, keys: list[str], datasets: list[str], scopes: list[tuple[str, str]]) -> DataFrame:
+    """Per ``keys``, the pairs of every scope within each group, from one aggregation:
+    ``grouped`` has (group columns..., source_dataset, n) and is pivoted to one count per dataset."""
+    counts = {d: F.sum(F.when(F.col("source_dataset") == d, F.col("n")).otherwise(0)) for d in datasets}
+    return grouped.groupBy(*keys).agg(*[c.alias(f"_n_{d}") for d, c in counts.items()]).select(
+        *keys[:2], *[_pairs(F.col(f"_n_{a}"), None if a == b else F.col(f"_n_{b}")).alias(_scope(a, b))
+                     for a, b in scopes])
+
+
+def _scope(a: str, b: str) -> str:
+    return a if a == b else f"{a}-{b}"
+
+
+def pair_quality(labelled: DataFrame, truth: DataFrame, datasets: list[str]) -> DataFrame:
     """Pairwise precision/recall within each dataset and across each pair of datasets."""
-    labelled = membership.join(truth, ["source_dataset", "source_record_id"])
     method = ["method", "threshold"]
+    scopes = [(a, b) for i, a in enumerate(datasets) for b in datasets[i:]]
+    names = [_scope(a, b) for a, b in scopes]
     by_cluster = labelled.groupBy(*method, "cluster_id", "source_dataset").agg(F.count("*").alias("n"))
     by_both = labelled.groupBy(*method, "cluster_id", "true_person_id", "source_dataset").agg(F.count("*").alias("n"))
+    predicted = _pair_counts(by_cluster, [*method, "cluster_id"], datasets, scopes) \
+        .groupBy(*method).agg(*[F.sum(n).alias(n) for n in names])
+    true_pos = _pair_counts(by_both, [*method, "cluster_id", "true_person_id"], datasets, scopes) \
+        .groupBy(*method).agg(*[F.sum(n).alias(n) for n in names])
     by_person = truth.groupBy("true_person_id", "source_dataset").agg(F.count("*").alias("n"))
-    scopes = [(a, b) for i, a in enumerate(datasets) for b in datasets[i:]]
-    parts = []
-    for a, b in scopes:
-        scope = a if a == b else f"{a}-{b}"
-        predicted = by_cluster.groupBy(*method, "cluster_id").agg(_pairs((a, b)).alias("p")) \
-            .groupBy(*method).agg(F.sum("p").alias("predicted"))
-        true_pos = by_both.groupBy(*method, "cluster_id", "true_person_id").agg(_pairs((a, b)).alias("p")) \
-            .groupBy(*method).agg(F.sum("p").alias("true_positives"))
-        actual = by_person.groupBy("true_person_id").agg(_pairs((a, b)).alias("p")) \
-            .agg(F.sum("p").alias("actual")).first()["actual"] or 0
-        parts.append(predicted.join(true_pos, method, "full").select(
-            *method, F.lit("pairs").alias("view"), F.lit(scope).alias("scope"),
-            F.lit("all").alias("group_by"), F.lit("all").alias("group_value"),
-            F.coalesce("true_positives", F.lit(0)).alias("true_positives"),
-            F.coalesce("predicted", F.lit(0)).alias("predicted"),
-            F.lit(actual).cast("long").alias("actual"),
-            F.coalesce("true_positives", F.lit(0)).alias("found"),
-        ))
-    result = parts[0]
-    for part in parts[1:]:
-        result = result.unionByName(part)
-    return _with_scores(result)
+    actual_row = _pair_counts(by_person.withColumn("method", F.lit("")).withColumn("threshold", F.lit(0.0)),
+                              ["method", "threshold", "true_person_id"], datasets, scopes) \
+        .agg(*[F.sum(n).alias(n) for n in names]).first()
+    # one row per (method, threshold, scope)
+    scoped = lambda df, value: df.select(*method, F.inline(F.array(*[  # noqa: E731
+        F.struct(F.lit(n).alias("scope"), F.col(n).alias(value)) for n in names])))
+    actual = [F.when(F.col("scope") == n, F.lit(actual_row[n] or 0)) for n in names]
+    result = scoped(predicted, "predicted").join(scoped(true_pos, "true_positives"), [*method, "scope"], "full")
+    return _with_scores(result.select(
+        *method, F.lit("pairs").alias("view"), "scope",
+        F.lit("all").alias("group_by"), F.lit("all").alias("group_value"),
+        F.coalesce("true_positives", F.lit(0)).alias("true_positives"),
+        F.coalesce("predicted", F.lit(0)).alias("predicted"),
+        F.coalesce(*actual).cast("long").alias("actual"),
+        F.coalesce("true_positives", F.lit(0)).alias("found"),
+    ))
 
 
-def cluster_quality(membership: DataFrame, truth: DataFrame) -> DataFrame:
+def cluster_quality(labelled: DataFrame, truth: DataFrame) -> DataFrame:
     """Exact clusters: a predicted cluster holding all, and only, one true person's records."""
-    labelled = membership.join(truth, ["source_dataset", "source_record_id"])
     method = ["method", "threshold"]
     person_sizes = truth.groupBy("true_person_id").agg(F.count("*").alias("person_size"))
     clusters = labelled.groupBy(*method, "cluster_id").agg(
@@ -150,16 +159,29 @@ def cluster_quality(membership: DataFrame, truth: DataFrame) -> DataFrame:
 
 def evaluate(membership: DataFrame, truth: DataFrame, people: DataFrame, datasets: list[str],
              link_from: str | None) -> DataFrame:
-    """Every view, one row per (method, threshold, view, scope, group), :data:`QUALITY_COLUMNS`."""
+    """Every view, one row per (method, threshold, view, scope, group), :data:`QUALITY_COLUMNS`.
+
+    Membership is joined with truth once and kept on disk for the three views, which are
+    computed and returned as a small local frame (a few hundred rows): at full scale the
+    join is tens of millions of rows, and each view used to join it again."""
+    from pyspark import StorageLevel
+
+    spark = membership.sparkSession
     truth = truth.filter(F.col("source_dataset").isin(datasets)).select(
-        "source_dataset", "source_record_id", "true_person_id").cache()
-    parts = [pair_quality(membership, truth, datasets), cluster_quality(membership, truth)]
-    if link_from is not None:
-        parts.insert(0, link_quality(membership, truth, people, link_from))
-    result = parts[0]
-    for part in parts[1:]:
-        result = result.unionByName(part)
-    return result.select(*QUALITY_COLUMNS, "found").drop("found")
+        "source_dataset", "source_record_id", "true_person_id").persist(StorageLevel.MEMORY_AND_DISK)
+    labelled = membership.join(truth, ["source_dataset", "source_record_id"]).persist(StorageLevel.DISK_ONLY)
+    try:
+        parts = [pair_quality(labelled, truth, datasets), cluster_quality(labelled, truth)]
+        if link_from is not None:
+            parts.insert(0, link_quality(labelled, truth, people, link_from))
+        result = parts[0]
+        for part in parts[1:]:
+            result = result.unionByName(part)
+        result = result.select(*QUALITY_COLUMNS)
+        return spark.createDataFrame(result.collect(), result.schema)
+    finally:
+        labelled.unpersist()
+        truth.unpersist()
 
 
 def summary(quality: DataFrame) -> list[dict[str, Any]]:

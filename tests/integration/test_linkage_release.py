@@ -72,6 +72,13 @@ def test_linkage_trains_saves_and_reports(linked, linked_release):
     assert rules == [r.description for r in spec_rules] and rules[0] == "forename_canonical & dob"
     assert all(0 < b["comparisons"] <= 5e8 for b in linked["blocking_bounds"])
     assert [c["rule"] for c in linked["blocking_counts"]] == rules
+    # exact counts of the pairs predict scored: each rule's kept pairs are among its
+    # comparisons, and no rule adds more than its upper bound
+    for key, (count, bound) in enumerate(zip(linked["blocking_counts"], linked["blocking_bounds"], strict=False)):
+        assert count["estimated"] is False
+        assert linked["pairs_by_rule"].get(str(key), 0) <= count["marginal_comparisons"] <= bound["comparisons"]
+    assert linked["blocking_counts"][-1]["cumulative_comparisons"] == sum(
+        c["marginal_comparisons"] for c in linked["blocking_counts"])
     # every pair predict kept came from some rule, and the counts add up
     assert sum(linked["pairs_by_rule"].values()) == linked["pairs"] > 0
 

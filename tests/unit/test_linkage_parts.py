@@ -148,6 +148,14 @@ def test_clusters_at_each_threshold_with_stable_ids(spark, people):
     assert_df_equality(membership, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_with_no_pair_over_the_threshold_every_record_is_its_own_cluster(spark, people):
+    pairs = pairs_frame(spark, [("npd", "n1", "pnc", "p1", 0.95)])
+    membership = cluster_at_thresholds(spark, people, pairs, [0.99], "splink").membership
+    got = {(r["source_dataset"], r["source_record_id"], r["cluster_id"]) for r in membership.collect()}
+    records = {(r["source_dataset"], r["source_record_id"]) for r in people.collect()}
+    assert got == {(d, i, f"{d}-__-{i}") for d, i in records} and len(got) == membership.count()
+
+
 def test_one_to_one_keeps_each_pnc_record_with_its_best_person(spark, people):
     # p1 scores n1 best; n1 and n2 are one pupil recorded twice, so both stay; n3 is another
     # person and its link is dropped. p2 ties between n3 and n4: the smaller id wins.
