@@ -216,11 +216,10 @@ def link_rates_by_group(links: DataFrame, records: DataFrame, from_dataset: str,
     per_record = (links.filter(F.col("source_dataset") == from_dataset)
                   .join(has_target, ["threshold", "person_id"])
                   .join(described, ["source_dataset", "source_record_id"]))
+    from .quality.evaluation import group_views
+
     # every record counted once per view (all, then each group) in one pass over the join
-    views = F.array(F.struct(F.lit("all").alias("group_by"), F.lit("all").alias("group_value")),
-                    *[F.struct(F.lit(g).alias("group_by"), F.coalesce(F.col(g), F.lit("unknown")).alias("group_value"))
-                      for g in GROUPS])
-    return (per_record.select("threshold", "linked", F.inline(views))
+    return (per_record.select("threshold", "linked", F.inline(group_views(GROUPS)))
             .groupBy("threshold", "group_by", "group_value")
             .agg(F.count("*").alias("records"), F.sum("linked").alias("linked"))
             .withColumn("link_rate", F.round(F.col("linked") / F.col("records"), 6)))

@@ -46,7 +46,7 @@ def birth_cohort(dob: F.Column) -> F.Column:
     return F.concat(start.cast("string"), F.lit("/"), F.lpad(((start + 1) % 100).cast("string"), 2, "0"))
 
 
-def _views(groups: tuple[str, ...]) -> F.Column:
+def group_views(groups: tuple[str, ...]) -> F.Column:
     """For :func:`F.inline`: one (group_by, group_value) row per view of a record, overall
     ('all') and per group, so that every view is counted in one aggregation."""
     return F.array(F.struct(F.lit("all").alias("group_by"), F.lit("all").alias("group_value")),
@@ -86,7 +86,7 @@ def link_quality(labelled: DataFrame, truth: DataFrame, people: DataFrame, link_
     figures = [F.count_if("correct").alias("true_positives"), F.count_if("linked").alias("predicted"),
                F.count_if("linkable").alias("actual"), F.count_if(F.col("found") & F.col("linkable")).alias("found")]
     # every view (overall, then each group) in one pass over per_record
-    result = (per_record.select("method", "threshold", "correct", "linked", "linkable", "found", F.inline(_views(GROUPS)))
+    result = (per_record.select("method", "threshold", "correct", "linked", "linkable", "found", F.inline(group_views(GROUPS)))
               .groupBy("method", "threshold", "group_by", "group_value").agg(*figures))
     return _with_scores(result.withColumn("view", F.lit("link")).withColumn("scope", F.lit(f"{link_from}_records")))
 
