@@ -11,8 +11,9 @@ STEP ...``) so that its time and memory are its own, and writes ``<work>/<step>.
     evaluate       (this suite's session) every alternative's clusters against truth with
                    the refresh's own evaluation
 
-The alternatives score with the saved model as Splink saved it; neither applies the spec's
-exclusions (a pair of twins with unrelated forenames still links), which is part of what
+The alternatives score with the saved model as Splink saved it, blocked by the spec's
+prediction rules as the refresh blocks (a model keeps the rules it was trained beside, and a
+blocking change needs no retrain); neither applies the spec's exclusions (a pair of twins with unrelated forenames still links), which is part of what
 their recall and precision beside the refresh's show.
 """
 
@@ -27,9 +28,12 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..timing import StageTimer
+
+if TYPE_CHECKING:
+    from ..linkage.spec import LinkageSpec
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,16 @@ def to_duckdb_sql(sql: str) -> str:
     for spark_name, duckdb_name in _DUCKDB_NAMES.items():
         text = re.sub(rf"\b{spark_name}\s*\(", f"{duckdb_name}(", text, flags=re.IGNORECASE)
     return text
+
+
+def scoring_settings(spec: LinkageSpec, parameters: dict[str, Any]) -> dict[str, Any]:
+    """A saved model with the spec's prediction blocking rules, as the refresh scores it."""
+    from ..linkage.model import splink_settings
+
+    settings = copy.deepcopy(parameters)
+    rules = splink_settings(spec, parameters)["blocking_rules_to_generate_predictions"]
+    settings["blocking_rules_to_generate_predictions"] = rules
+    return settings
 
 
 def duckdb_settings(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +160,7 @@ def splink_duckdb(args: argparse.Namespace) -> None:
                         f"read_parquet('{records_folder(work, name)}/*.parquet')").fetchall()
             tables.append(db_api.register(f"{name}_records", dataset_display_name=name))
     with timer.stage("predict"):
-        linker = Linker(tables if len(tables) > 1 else tables[0], duckdb_settings(parameters))
+        linker = Linker(tables if len(tables) > 1 else tables[0], duckdb_settings(scoring_settings(spec, parameters)))
         predictions = linker.inference.predict(threshold_match_probability=spec.pairs_floor)
         pairs = con.execute(f"SELECT count(*) FROM {predictions.physical_name}").fetchall()[0][0]
     out = clusters_folder(work, "splink-duckdb")
@@ -201,7 +215,7 @@ def splink_spark_recipe(args: argparse.Namespace) -> None:
         tables = [db_api.register(spark.read.parquet(str(records_folder(work, name))), dataset_display_name=name)
                   for name in spec.datasets]
     with timer.stage("predict"):
-        linker = Linker(tables if len(tables) > 1 else tables[0], parameters)
+        linker = Linker(tables if len(tables) > 1 else tables[0], scoring_settings(spec, parameters))
         predictions = linker.inference.predict(threshold_match_probability=spec.pairs_floor)
         pairs = predictions.as_spark_dataframe().count()
     out = clusters_folder(work, "splink-spark")

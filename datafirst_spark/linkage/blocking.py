@@ -2,8 +2,9 @@
 
 Each rule's comparisons are bounded exactly with one group-by on its keys: a block of n
 records makes n(n-1)/2 comparisons (n_a x n_b between two datasets when only linking).
-That is the count before Splink drops pairs an earlier rule already made, so it is an upper
-bound, and it costs one aggregation however skewed the keys are. A rule over the
+Two records of a dataset named in the spec's ``within_dataset_block_on`` count only when
+they share its sub-block too. That is the count before Splink drops pairs an earlier rule
+already made, so it is an upper bound, and it costs one aggregation however skewed the keys are. A rule over the
 configured ceiling is refused, naming the rule and its largest block. Within the ceiling,
 the blocked pairs predict will score are made once and counted per rule (each pair is
 Splink's under the first rule that makes it): exact marginal comparisons, for the price of
@@ -41,25 +42,41 @@ def concatenated(records: dict[str, DataFrame], columns: list[str]) -> DataFrame
     return reduce(DataFrame.unionByName, (df.select(*columns) for df in records.values()))
 
 
-def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str) -> RuleBound:
-    """Upper bound on the comparisons ``rule`` generates over the concatenated records."""
+def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
+               within: dict[str, list[str]] | None = None) -> RuleBound:
+    """Upper bound on the comparisons ``rule`` generates over the concatenated records.
+
+    ``within`` is the spec's ``within_dataset_block_on``: two records of a dataset named
+    there count as a pair only when its expressions agree too (and are not null).
+    """
+    within = within or {}
     df = records
     for column in rule.explode:
         df = df.withColumn(column, F.explode_outer(column))
     keys = [F.expr(expression).alias(f"_key{i}") for i, expression in enumerate(rule.block_on)]
     names = [f"_key{i}" for i in range(len(keys))]
-    blocks = df.select(*keys, "source_dataset").dropna(subset=names)
-    if link_type == "link_only":
-        per_dataset = blocks.groupBy(*names, "source_dataset").count()
-        # pairs across datasets in a block: (sum of n)^2 minus sum of n^2, halved
-        per_block = per_dataset.groupBy(*names).agg(
-            ((F.sum("count") * F.sum("count") - F.sum(F.col("count") * F.col("count"))) / 2).cast("long").alias("pairs"),
-            F.sum("count").alias("n"),
-        )
-    else:
-        per_block = blocks.groupBy(*names).count().select(
-            *names, (F.col("count") * (F.col("count") - 1) / 2).cast("long").alias("pairs"), F.col("count").alias("n")
-        )
+    dataset = F.col("source_dataset")
+    # the sub-block two records of one dataset must share to pair: one for a dataset not in
+    # `within`; for one that is, a hash of its expressions (null when any is null). Records
+    # whose hashes collide share a sub-block they should not, which only adds pairs: the
+    # bound stays an upper bound.
+    sub_block = F.lit(0).cast("long")
+    for name, expressions in within.items():
+        values = [F.expr(e) for e in expressions]
+        agree = F.when(reduce(lambda a, b: a & b, [v.isNotNull() for v in values]), F.xxhash64(*values))
+        sub_block = F.when(dataset == name, agree).otherwise(sub_block)
+    blocks = df.select(*keys, dataset, sub_block.alias("_sub_block")).dropna(subset=names)
+    pairs_within = F.col("count") * (F.col("count") - 1) / 2
+    per_sub_block = blocks.groupBy(*names, "source_dataset", "_sub_block").count()
+    per_dataset = per_sub_block.groupBy(*names, "source_dataset").agg(
+        F.sum("count").alias("count"),
+        F.sum(F.when(F.col("_sub_block").isNotNull(), pairs_within)).alias("within"),
+    )
+    # pairs across datasets in a block: (sum of n)^2 minus sum of n^2, halved
+    across = (F.sum("count") * F.sum("count") - F.sum(F.col("count") * F.col("count"))) / 2
+    within_datasets = F.coalesce(F.sum("within"), F.lit(0)) if link_type != "link_only" else F.lit(0)
+    per_block = per_dataset.groupBy(*names).agg(
+        (across + within_datasets).cast("long").alias("pairs"), F.sum("count").alias("n"))
     totals = per_block.agg(
         F.coalesce(F.sum("pairs"), F.lit(0)).alias("pairs"),
         F.max_by(F.struct("n", *names), "n").alias("largest"),
@@ -70,11 +87,11 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str) -> Ru
 
 
 def check_rules(records: DataFrame, rules: list[BlockingRuleSpec], link_type: str, ceiling: float,
-                purpose: str, where: str) -> list[RuleBound]:
+                purpose: str, where: str, within: dict[str, list[str]] | None = None) -> list[RuleBound]:
     """Bound every rule; refuse (before any pair is made) the first one over ``ceiling``."""
     bounds = []
     for rule in rules:
-        bound = rule_bound(records, rule, link_type)
+        bound = rule_bound(records, rule, link_type, within)
         log.info("blocking %s rule [%s]: at most %s comparisons; largest block %s records (%s)", purpose, bound.rule,
                  f"{bound.comparisons:,}", f"{bound.largest_block:,}", bound.largest_block_key)
         if bound.comparisons > ceiling:

@@ -20,6 +20,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from splink import Linker, SettingsCreator, block_on
+from splink.blocking_rule_library import CustomRule
 
 from ..config import ConfigError
 from ..lakehouse import Lakehouse, list_folders, read_json, write_json
@@ -51,6 +52,29 @@ def splink_blocking_rule(rule: BlockingRuleSpec):  # noqa: ANN201 - Splink's cre
     return block_on(*rule.block_on, arrays_to_explode=rule.explode or None)
 
 
+def within_dataset_condition(within: dict[str, list[str]]) -> str | None:
+    """Splink SQL that lets two records of a dataset in ``within`` pair only when its
+    expressions agree too; None when there is nothing to add."""
+    guards = []
+    for dataset, expressions in within.items():
+        agree = block_on(*expressions).get_blocking_rule("spark").blocking_rule_sql
+        guards.append(f"(l.{RECORD_SOURCE} <> '{dataset}' OR r.{RECORD_SOURCE} <> '{dataset}' OR ({agree}))")
+    return " AND ".join(guards) or None
+
+
+def prediction_blocking_rule(rule: BlockingRuleSpec, spec: LinkageSpec):  # noqa: ANN201 - Splink's creator type
+    """A prediction rule as Splink runs it: the rule, and the spec's within-dataset condition.
+
+    The condition sits in the join's ON clause after the rule's equalities, so Spark still
+    joins on those keys and drops the other pairs as it makes them, before any is scored;
+    and Splink's "not made by an earlier rule" test sees the same condition."""
+    condition = within_dataset_condition(spec.model.within_dataset_block_on)
+    if condition is None:
+        return splink_blocking_rule(rule)
+    keys = splink_blocking_rule(rule).get_blocking_rule("spark").blocking_rule_sql
+    return CustomRule(f"({keys}) AND {condition}", sql_dialect="spark", arrays_to_explode=rule.explode or None)
+
+
 def splink_settings(spec: LinkageSpec, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """Splink settings for ``spec``; with ``parameters`` (a saved model), its trained
     comparisons and lambda. Checked by Splink (raises on a bad comparison)."""
@@ -65,7 +89,7 @@ def splink_settings(spec: LinkageSpec, parameters: dict[str, Any] | None = None)
         link_type=spec.link_type,
         comparisons=comparisons,
         blocking_rules_to_generate_predictions=[
-            splink_blocking_rule(r) for r in model.blocking_rules_to_generate_predictions
+            prediction_blocking_rule(r, spec) for r in model.blocking_rules_to_generate_predictions
         ],
         probability_two_random_records_match=lam,
         em_convergence=model.em_convergence,

@@ -133,7 +133,8 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
     with timer.stage(f"{spec.linkage}: bound blocking rules"):
         concat = concatenated(records, MATCH_COLUMNS).cache()
         rules = [] if request.train_only else spec.model.blocking_rules_to_generate_predictions
-        bounds = check_rules(concat, rules, spec.link_type, spec.max_comparisons, "prediction", where)
+        bounds = check_rules(concat, rules, spec.link_type, spec.max_comparisons, "prediction", where,
+                             spec.model.within_dataset_block_on)
         if must_train and spec.training.em_max_pairs is None:
             bounds += check_rules(concat, spec.training.em_blocking_rules, spec.link_type, spec.max_comparisons,
                                   "training", where)

@@ -49,6 +49,11 @@ class ModelSpec(StrictModel):
 
     comparisons: list[dict[str, Any]] = Field(min_length=1)
     blocking_rules_to_generate_predictions: list[BlockingRuleSpec] = Field(min_length=1)
+    within_dataset_block_on: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="dataset -> columns or expressions: under every prediction rule, two records of that "
+        "dataset are compared only when these agree too (pairs across datasets are not affected).",
+    )
     probability_two_random_records_match: float = Field(default=0.0001, gt=0, lt=1)
     em_convergence: float = Field(default=0.0001, gt=0)
     max_iterations: int = Field(default=25, ge=1)
@@ -189,6 +194,14 @@ class LinkageSpec(StrictModel):
                 if unknown:
                     raise ValueError(f"exclusions {exclusion.name!r}: {comparison} has no level {unknown[0]!r} "
                                      f"(levels: {', '.join(labels[comparison])})")
+        for dataset, expressions in self.model.within_dataset_block_on.items():
+            if dataset not in self.datasets:
+                raise ValueError(f"model.within_dataset_block_on: {dataset!r} is not one of datasets "
+                                 f"({', '.join(self.datasets)})")
+            if not expressions:
+                raise ValueError(f"model.within_dataset_block_on.{dataset}: name at least one column or expression")
+        if self.model.within_dataset_block_on and self.link_type == "link_only":
+            raise ValueError("model.within_dataset_block_on: link_only compares no two records of one dataset")
         one = self.clustering.one_to_one_dataset
         if self.clustering.one_to_one and one not in self.datasets:
             raise ValueError(f"clustering.one_to_one_dataset: {one!r} is not one of datasets")

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from datafirst_spark.benchmarking import folder_bytes
-from datafirst_spark.benchmarking.alternatives import duckdb_settings, to_duckdb_sql
+from datafirst_spark.benchmarking.alternatives import duckdb_settings, scoring_settings, to_duckdb_sql
 from datafirst_spark.benchmarking.refresh import cost_exponent, ratios, targets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +78,26 @@ def test_the_repository_model_conditions_all_parse_in_duckdb():
     assert len(conditions) > 20
     for condition in conditions:
         con.execute(f"SELECT count(*) FROM (SELECT {pair} FROM t) WHERE {to_duckdb_sql(condition)}").fetchall()
+
+
+def test_the_alternatives_block_as_the_refresh_does_with_the_within_dataset_condition():
+    from datafirst_spark.linkage.model import splink_settings
+    from datafirst_spark.linkage.spec import load_linkage_spec
+
+    spec = load_linkage_spec(ROOT / "conf" / "linkages" / "pnc_npd.yaml")
+    model = splink_settings(spec)
+    model["blocking_rules_to_generate_predictions"] = [{"blocking_rule": "l.dob = r.dob", "sql_dialect": "spark"}]
+    settings = duckdb_settings(scoring_settings(spec, model))
+    assert len(settings["blocking_rules_to_generate_predictions"]) == len(spec.model.blocking_rules_to_generate_predictions)
+    first = settings["blocking_rules_to_generate_predictions"][0]["blocking_rule"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('n1', 'npd', 'JACK', DATE '2001-05-04', 'B'), "
+                "('n2', 'npd', 'JACK', DATE '2001-05-04', 'M'), ('n3', 'npd', 'JACK', DATE '2001-05-04', 'M'), "
+                "('p1', 'pnc', 'JACK', DATE '2001-05-04', NULL)) v(id, record_source, forename_canonical, dob, "
+                "postcode_area)").fetchall()
+    pairs = con.execute(f"SELECT l.id, r.id FROM t AS l JOIN t AS r ON {first} WHERE l.id < r.id ORDER BY 1, 2").fetchall()
+    # NPD records pair only within a postcode area; the PNC record pairs with every one
+    assert pairs == [("n1", "p1"), ("n2", "n3"), ("n2", "p1"), ("n3", "p1")]
 
 
 def test_cost_exponent_through_two_points():

@@ -1,6 +1,7 @@
 """Linkage building blocks on tiny hand-made frames: spec checks, blocking bounds, clustering
 (with the one-to-one rule), the deterministic passes and the quality figures."""
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,58 @@ def test_splink_sees_the_dataset_under_a_name_of_its_own(spark):
     assert splink_input(records).columns == [*MATCH_COLUMNS, RECORD_SOURCE]
     sources = [c for c in load_linkage_spec(PNC_NPD).model.comparisons if c["output_column_name"] == "sources"]
     assert sources and RECORD_SOURCE + "_l" in sources[0]["comparison_levels"][1]["sql_condition"]
+
+
+@pytest.fixture(scope="module")
+def one_birthday(spark):
+    """Six JACKs born the same day: four NPD records in three postcode areas (one unknown), two PNC."""
+    from datafirst_spark.standardise import STANDARDISED_SCHEMA
+
+    rows = [("npd", "n1", "B"), ("npd", "n2", "B"), ("npd", "n3", "M"), ("npd", "n4", None),
+            ("pnc", "p1", "M"), ("pnc", "p2", None)]
+    blank = {f.name: None for f in STANDARDISED_SCHEMA.fields}
+    records = [blank | {"source_dataset": d, "source_record_id": i, "release": "2025", "forename": "JACK",
+                        "forename_canonical": "JACK", "surname": f"S{i}", "dob": date(2001, 5, 4), "dob_year": 2001,
+                        "postcode_area": area, "aliases": [], "alias_dobs": [], "all_forenames": ["JACK"],
+                        "all_surnames": [f"S{i}"]} for d, i, area in rows]
+    return spark.createDataFrame(records, STANDARDISED_SCHEMA)
+
+
+def test_within_dataset_block_on_bounds_pairs_of_one_dataset_only(one_birthday):
+    rule, within = BlockingRuleSpec(block_on=["forename", "dob_year"]), {"npd": ["postcode_area"]}
+    # every NPD-PNC pair (4 x 2) and the PNC pair; of the NPD pairs only n1-n2 (both in B):
+    # an unknown area pairs with no other NPD record
+    assert rule_bound(one_birthday, rule, "link_and_dedupe", within).comparisons == 8 + 1 + 1
+    assert rule_bound(one_birthday, rule, "link_and_dedupe").comparisons == 6 * 5 // 2
+    assert rule_bound(one_birthday, rule, "link_only", within).comparisons == 8
+    exploded = BlockingRuleSpec(block_on=["all_forenames", "dob_year"], explode=["all_forenames"])
+    assert rule_bound(one_birthday, exploded, "link_and_dedupe", within).comparisons == 10
+
+
+def test_splink_makes_only_the_pairs_the_within_dataset_condition_allows(spark, tmp_path, one_birthday):
+    from datafirst_spark.linkage.model import linker_for, splink_settings
+
+    def npd_only_in_one_area(d):
+        d["model"]["within_dataset_block_on"] = {"npd": ["postcode_area"]}
+        d["model"]["blocking_rules_to_generate_predictions"] = [
+            {"block_on": ["forename", "dob"]}, {"block_on": ["all_forenames", "dob_year"], "explode": ["all_forenames"]}]
+
+    spec = load_linkage_spec(write_variant(tmp_path, npd_only_in_one_area))
+    records = {name: one_birthday.filter(F.col("source_dataset") == name) for name in spec.datasets}
+    linker = linker_for(spark, spec, records, splink_settings(spec))
+    blocked = linker.inference.compute_blocked_pairs_for_predict().as_spark_dataframe()
+    pairs = {tuple(sorted((row["join_key_l"], row["join_key_r"]))) for row in blocked.collect()}
+    ids = lambda text: tuple(sorted(text.split()))  # noqa: E731
+    expected = {ids(f"{n} {p}") for n in ("n1", "n2", "n3", "n4") for p in ("p1", "p2")} | {("p1", "p2"), ("n1", "n2")}
+    assert {tuple(sorted(k.split("-__-")[-1] for k in pair)) for pair in pairs} == expected
+    assert blocked.count() == len(expected)  # the exploded rule adds none the first rule made
+
+
+def test_within_dataset_block_on_names_a_dataset_of_the_linkage(tmp_path):
+    with pytest.raises(ConfigError, match=r"within_dataset_block_on: 'court' is not one of datasets"):
+        load_linkage_spec(write_variant(tmp_path, lambda d: d["model"].update(within_dataset_block_on={"court": ["x"]})))
+    with pytest.raises(ConfigError, match=r"within_dataset_block_on.npd: name at least one column"):
+        load_linkage_spec(write_variant(tmp_path, lambda d: d["model"].update(within_dataset_block_on={"npd": []})))
 
 
 def test_a_rule_over_the_ceiling_is_refused_by_name(people):
