@@ -13,8 +13,9 @@ STEP ...``) so that its time and memory are its own, and writes ``<work>/<step>.
 
 The alternatives score with the saved model as Splink saved it, blocked by the spec's
 prediction rules as the refresh blocks (a model keeps the rules it was trained beside, and a
-blocking change needs no retrain); neither applies the spec's exclusions (a pair of twins with unrelated forenames still links), which is part of what
-their recall and precision beside the refresh's show.
+blocking change needs no retrain); neither applies the spec's exclusions (a pair of twins
+with unrelated forenames still links), which is part of what their recall and precision
+beside the refresh's show.
 """
 
 from __future__ import annotations

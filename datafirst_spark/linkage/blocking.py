@@ -4,7 +4,8 @@ Each rule's comparisons are bounded exactly with one group-by on its keys: a blo
 records makes n(n-1)/2 comparisons (n_a x n_b between two datasets when only linking).
 Two records of a dataset named in the spec's ``within_dataset_block_on`` count only when
 they share its sub-block too. That is the count before Splink drops pairs an earlier rule
-already made, so it is an upper bound, and it costs one aggregation however skewed the keys are. A rule over the
+already made, so it is an upper bound, and it costs a few aggregations (the first over
+the records, the rest over its counts) however skewed the keys are. A rule over the
 configured ceiling is refused, naming the rule and its largest block. Within the ceiling,
 the blocked pairs predict will score are made once and counted per rule (each pair is
 Splink's under the first rule that makes it): exact marginal comparisons, for the price of
