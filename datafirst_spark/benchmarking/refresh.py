@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -182,7 +183,6 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
         "model": {"path": str(model), "sha256": linkage_report["model_sha256"]},
     }
 
-    alternatives = run_alternatives(request, common, model, logs)
     result = {
         "benchmark": "refresh",
         "scale": request.scale,
@@ -195,14 +195,23 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
         "conf": str(request.conf),
         "training": training,
         "refresh": refresh,
-        "alternatives": alternatives,
+        "alternatives_asked": list(request.alternatives),
+        "alternatives": {},
         "notes": request.notes,
     }
-    result["ratios"] = ratios(result)
-    result["targets"] = targets(result, previous_result(request.results, "medium"))
     request.results.mkdir(parents=True, exist_ok=True)
     path = request.results / f"{datetime.now(timezone.utc):%Y-%m-%d}-refresh-{request.scale}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    medium = previous_result(request.results, "medium")
+
+    def save() -> None:
+        result["ratios"] = ratios(result)
+        result["targets"] = targets(result, medium)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+
+    # written now and after each alternative: a full-scale refresh takes an hour, and its
+    # figures must outlive an alternative that fails or is stopped
+    save()
+    run_alternatives(request, common, model, logs, result["alternatives"], save)
     return result, path
 
 
@@ -212,14 +221,15 @@ def _code_version() -> str:
     return code_version()
 
 
-def run_alternatives(request: BenchmarkRequest, common: list[str], model: Path, logs: Path) -> dict[str, Any]:
-    """Each alternative asked for, in its own process, then all of them against truth."""
+def run_alternatives(request: BenchmarkRequest, common: list[str], model: Path, logs: Path,
+                     found: dict[str, Any], save: Callable[[], None]) -> None:
+    """Each alternative asked for, in its own process, into ``found`` (``save`` after each),
+    then all of them against truth."""
     if not request.alternatives:
-        return {}
+        return
     work = request.lakehouse / "benchmark-alternatives"
     step = [sys.executable, "-m", "datafirst_spark.benchmarking.alternatives"]
     args = [*common, "--work", str(work), "--model", str(model)]
-    found: dict[str, Any] = {}
     # prepare always runs: it writes the records every alternative reads, then times the baseline
     measured = _measure([*step, "prepare", *args], logs / "alternative-prepare.log")
     prepared = step_result(work, "prepare")
@@ -227,16 +237,18 @@ def run_alternatives(request: BenchmarkRequest, common: list[str], model: Path, 
         found[METHODS["prepare"]] = _measured(measured) | {
             "seconds": prepared["seconds"], "pairs": prepared.get("pairs"),
             "note": "wall time includes exporting the records for the other alternatives (seconds has each part)"}
+        save()
     for name in ("splink-duckdb", "splink-spark"):
         if name in request.alternatives:
             measured = _measure([*step, name, *args], logs / f"alternative-{name}.log", work)
             found[METHODS[name]] = _measured(measured) | step_result(work, name) | {
                 "peak_work_folder_gib": gib(measured.peak_folder_bytes)}
+            save()
     _measure([*step, "evaluate", *args], logs / "alternative-evaluate.log")
     for method, rows in step_result(work, "evaluate")["quality"].items():
         if method in found:
             found[method]["quality"] = link_quality(rows, method)
-    return found
+    save()
 
 
 def ratios(result: dict[str, Any]) -> dict[str, Any]:

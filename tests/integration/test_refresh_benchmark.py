@@ -71,6 +71,7 @@ def test_alternatives_score_the_same_comparisons_and_are_set_beside_the_refresh(
     result = benchmarked["result"]
     found, pairs = result["alternatives"], result["refresh"]["rows"]["pairs_scored"]
     assert set(found) == {"deterministic", "splink_duckdb", "splink_spark_recipe"}
+    assert result["alternatives_asked"] == ["deterministic", "splink-duckdb", "splink-spark"]
     # one model, one set of blocking rules: every Splink backend scores the same pairs
     assert found["splink_duckdb"]["pairs"] == found["splink_spark_recipe"]["pairs"] == pairs
     assert found["splink_duckdb"]["clusters"] == found["splink_spark_recipe"]["clusters"]
