@@ -44,11 +44,12 @@ def concatenated(records: dict[str, DataFrame], columns: list[str]) -> DataFrame
 
 
 def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
-               within: dict[str, list[str]] | None = None) -> RuleBound:
+               within: dict[str, list[str]] | None = None, compare_unknown: bool = False) -> RuleBound:
     """Upper bound on the comparisons ``rule`` generates over the concatenated records.
 
     ``within`` is the spec's ``within_dataset_block_on``: two records of a dataset named
-    there count as a pair only when its expressions agree too (and are not null).
+    there count as a pair only when its expressions agree too (and are not null), or, with
+    ``compare_unknown``, when either record lacks one of them.
     """
     within = within or {}
     df = records
@@ -72,7 +73,14 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
     per_dataset = per_sub_block.groupBy(*names, "source_dataset").agg(
         F.sum("count").alias("count"),
         F.sum(F.when(F.col("_sub_block").isNotNull(), pairs_within)).alias("within"),
+        F.coalesce(F.sum(F.when(F.col("_sub_block").isNull(), F.col("count"))), F.lit(0)).alias("unknown"),
     )
+    if compare_unknown:
+        # a record lacking a value pairs with every other record of its dataset in the block
+        unknown = F.col("unknown")
+        per_dataset = per_dataset.withColumn(
+            "within", F.coalesce("within", F.lit(0)) + unknown * (F.col("count") - unknown)
+            + unknown * (unknown - 1) / 2)
     # pairs across datasets in a block: (sum of n)^2 minus sum of n^2, halved
     across = (F.sum("count") * F.sum("count") - F.sum(F.col("count") * F.col("count"))) / 2
     within_datasets = F.coalesce(F.sum("within"), F.lit(0)) if link_type != "link_only" else F.lit(0)
@@ -88,11 +96,12 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
 
 
 def check_rules(records: DataFrame, rules: list[BlockingRuleSpec], link_type: str, ceiling: float,
-                purpose: str, where: str, within: dict[str, list[str]] | None = None) -> list[RuleBound]:
+                purpose: str, where: str, within: dict[str, list[str]] | None = None,
+                compare_unknown: bool = False) -> list[RuleBound]:
     """Bound every rule; refuse (before any pair is made) the first one over ``ceiling``."""
     bounds = []
     for rule in rules:
-        bound = rule_bound(records, rule, link_type, within)
+        bound = rule_bound(records, rule, link_type, within, compare_unknown)
         log.info("blocking %s rule [%s]: at most %s comparisons; largest block %s records (%s)", purpose, bound.rule,
                  f"{bound.comparisons:,}", f"{bound.largest_block:,}", bound.largest_block_key)
         if bound.comparisons > ceiling:

@@ -52,13 +52,18 @@ def splink_blocking_rule(rule: BlockingRuleSpec):  # noqa: ANN201 - Splink's cre
     return block_on(*rule.block_on, arrays_to_explode=rule.explode or None)
 
 
-def within_dataset_condition(within: dict[str, list[str]]) -> str | None:
+def within_dataset_condition(within: dict[str, list[str]], compare_unknown: bool = False) -> str | None:
     """Splink SQL that lets two records of a dataset in ``within`` pair only when its
-    expressions agree too; None when there is nothing to add."""
+    expressions agree too (or, with ``compare_unknown``, when either record lacks one);
+    None when there is nothing to add."""
     guards = []
     for dataset, expressions in within.items():
-        agree = block_on(*expressions).get_blocking_rule("spark").blocking_rule_sql
-        guards.append(f"(l.{RECORD_SOURCE} <> '{dataset}' OR r.{RECORD_SOURCE} <> '{dataset}' OR ({agree}))")
+        either = [f"l.{RECORD_SOURCE} <> '{dataset}'", f"r.{RECORD_SOURCE} <> '{dataset}'",
+                  f"({block_on(*expressions).get_blocking_rule('spark').blocking_rule_sql})"]
+        if compare_unknown:
+            # an equality is null exactly when either side is
+            either += [f"({block_on(e).get_blocking_rule('spark').blocking_rule_sql}) IS NULL" for e in expressions]
+        guards.append(f"({' OR '.join(either)})")
     return " AND ".join(guards) or None
 
 
@@ -68,7 +73,7 @@ def prediction_blocking_rule(rule: BlockingRuleSpec, spec: LinkageSpec):  # noqa
     The condition sits in the join's ON clause after the rule's equalities, so Spark still
     joins on those keys and drops the other pairs as it makes them, before any is scored;
     and Splink's "not made by an earlier rule" test sees the same condition."""
-    condition = within_dataset_condition(spec.model.within_dataset_block_on)
+    condition = within_dataset_condition(spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown)
     if condition is None:
         return splink_blocking_rule(rule)
     keys = splink_blocking_rule(rule).get_blocking_rule("spark").blocking_rule_sql

@@ -134,7 +134,7 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
         concat = concatenated(records, MATCH_COLUMNS).cache()
         rules = [] if request.train_only else spec.model.blocking_rules_to_generate_predictions
         bounds = check_rules(concat, rules, spec.link_type, spec.max_comparisons, "prediction", where,
-                             spec.model.within_dataset_block_on)
+                             spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown)
         if must_train and spec.training.em_max_pairs is None:
             bounds += check_rules(concat, spec.training.em_blocking_rules, spec.link_type, spec.max_comparisons,
                                   "training", where)

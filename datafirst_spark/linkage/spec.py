@@ -54,6 +54,11 @@ class ModelSpec(StrictModel):
         description="dataset -> columns or expressions: under every prediction rule, two records of that "
         "dataset are compared only when these agree too (pairs across datasets are not affected).",
     )
+    within_dataset_compare_unknown: bool = Field(
+        default=False,
+        description="with within_dataset_block_on: two records of such a dataset are also compared when either "
+        "lacks one of its values (an unknown postcode area is no evidence against a match).",
+    )
     probability_two_random_records_match: float = Field(default=0.0001, gt=0, lt=1)
     em_convergence: float = Field(default=0.0001, gt=0)
     max_iterations: int = Field(default=25, ge=1)
@@ -200,6 +205,8 @@ class LinkageSpec(StrictModel):
                                  f"({', '.join(self.datasets)})")
             if not expressions:
                 raise ValueError(f"model.within_dataset_block_on.{dataset}: name at least one column or expression")
+        if self.model.within_dataset_compare_unknown and not self.model.within_dataset_block_on:
+            raise ValueError("model.within_dataset_compare_unknown: set within_dataset_block_on too")
         if self.model.within_dataset_block_on and self.link_type == "link_only":
             raise ValueError("model.within_dataset_block_on: link_only compares no two records of one dataset")
         one = self.clustering.one_to_one_dataset

@@ -80,11 +80,14 @@ def test_the_repository_model_conditions_all_parse_in_duckdb():
         con.execute(f"SELECT count(*) FROM (SELECT {pair} FROM t) WHERE {to_duckdb_sql(condition)}").fetchall()
 
 
-def test_the_alternatives_block_as_the_refresh_does_with_the_within_dataset_condition():
+@pytest.mark.parametrize("compare_unknown", [False, True])
+def test_the_alternatives_block_as_the_refresh_does_with_the_within_dataset_condition(compare_unknown):
     from datafirst_spark.linkage.model import splink_settings
     from datafirst_spark.linkage.spec import load_linkage_spec
 
     spec = load_linkage_spec(ROOT / "conf" / "linkages" / "pnc_npd.yaml")
+    spec = spec.model_copy(update={"model": spec.model.model_copy(
+        update={"within_dataset_compare_unknown": compare_unknown})})
     model = splink_settings(spec)
     model["blocking_rules_to_generate_predictions"] = [{"blocking_rule": "l.dob = r.dob", "sql_dialect": "spark"}]
     settings = duckdb_settings(scoring_settings(spec, model))
@@ -93,11 +96,15 @@ def test_the_alternatives_block_as_the_refresh_does_with_the_within_dataset_cond
     con = duckdb.connect()
     con.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('n1', 'npd', 'JACK', DATE '2001-05-04', 'B'), "
                 "('n2', 'npd', 'JACK', DATE '2001-05-04', 'M'), ('n3', 'npd', 'JACK', DATE '2001-05-04', 'M'), "
-                "('p1', 'pnc', 'JACK', DATE '2001-05-04', NULL)) v(id, record_source, forename_canonical, dob, "
-                "postcode_area)").fetchall()
+                "('n4', 'npd', 'JACK', DATE '2001-05-04', NULL), ('p1', 'pnc', 'JACK', DATE '2001-05-04', NULL)) "
+                "v(id, record_source, forename_canonical, dob, postcode_area)").fetchall()
     pairs = con.execute(f"SELECT l.id, r.id FROM t AS l JOIN t AS r ON {first} WHERE l.id < r.id ORDER BY 1, 2").fetchall()
-    # NPD records pair only within a postcode area; the PNC record pairs with every one
-    assert pairs == [("n1", "p1"), ("n2", "n3"), ("n2", "p1"), ("n3", "p1")]
+    # NPD records pair only within a postcode area (n4, with none, with no other NPD record
+    # unless the unknown are compared); the PNC record pairs with every one
+    expected = [("n1", "p1"), ("n2", "n3"), ("n2", "p1"), ("n3", "p1"), ("n4", "p1")]
+    if compare_unknown:
+        expected += [("n1", "n4"), ("n2", "n4"), ("n3", "n4")]
+    assert pairs == sorted(expected)
 
 
 def test_cost_exponent_through_two_points():

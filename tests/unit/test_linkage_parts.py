@@ -141,13 +141,19 @@ def test_within_dataset_block_on_bounds_pairs_of_one_dataset_only(one_birthday):
     assert rule_bound(one_birthday, rule, "link_only", within).comparisons == 8
     exploded = BlockingRuleSpec(block_on=["all_forenames", "dob_year"], explode=["all_forenames"])
     assert rule_bound(one_birthday, exploded, "link_and_dedupe", within).comparisons == 10
+    # comparing the unknown too: n4 (no area) pairs with n1, n2 and n3 as well
+    assert rule_bound(one_birthday, rule, "link_and_dedupe", within, compare_unknown=True).comparisons == 8 + 1 + 4
+    assert rule_bound(one_birthday, exploded, "link_and_dedupe", within, compare_unknown=True).comparisons == 13
 
 
-def test_splink_makes_only_the_pairs_the_within_dataset_condition_allows(spark, tmp_path, one_birthday):
+@pytest.mark.parametrize("compare_unknown", [False, True])
+def test_splink_makes_only_the_pairs_the_within_dataset_condition_allows(spark, tmp_path, one_birthday,
+                                                                         compare_unknown):
     from datafirst_spark.linkage.model import linker_for, splink_settings
 
     def npd_only_in_one_area(d):
         d["model"]["within_dataset_block_on"] = {"npd": ["postcode_area"]}
+        d["model"]["within_dataset_compare_unknown"] = compare_unknown
         d["model"]["blocking_rules_to_generate_predictions"] = [
             {"block_on": ["forename", "dob"]}, {"block_on": ["all_forenames", "dob_year"], "explode": ["all_forenames"]}]
 
@@ -158,6 +164,8 @@ def test_splink_makes_only_the_pairs_the_within_dataset_condition_allows(spark, 
     pairs = {tuple(sorted((row["join_key_l"], row["join_key_r"]))) for row in blocked.collect()}
     ids = lambda text: tuple(sorted(text.split()))  # noqa: E731
     expected = {ids(f"{n} {p}") for n in ("n1", "n2", "n3", "n4") for p in ("p1", "p2")} | {("p1", "p2"), ("n1", "n2")}
+    if compare_unknown:
+        expected |= {ids(f"{n} n4") for n in ("n1", "n2", "n3")}
     assert {tuple(sorted(k.split("-__-")[-1] for k in pair)) for pair in pairs} == expected
     assert blocked.count() == len(expected)  # the exploded rule adds none the first rule made
 
@@ -167,6 +175,9 @@ def test_within_dataset_block_on_names_a_dataset_of_the_linkage(tmp_path):
         load_linkage_spec(write_variant(tmp_path, lambda d: d["model"].update(within_dataset_block_on={"court": ["x"]})))
     with pytest.raises(ConfigError, match=r"within_dataset_block_on.npd: name at least one column"):
         load_linkage_spec(write_variant(tmp_path, lambda d: d["model"].update(within_dataset_block_on={"npd": []})))
+    with pytest.raises(ConfigError, match=r"within_dataset_compare_unknown: set within_dataset_block_on too"):
+        load_linkage_spec(write_variant(tmp_path, lambda d: d["model"].update(
+            within_dataset_block_on={}, within_dataset_compare_unknown=True)))
 
 
 def test_a_rule_over_the_ceiling_is_refused_by_name(people):
