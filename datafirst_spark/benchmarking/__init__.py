@@ -1,6 +1,6 @@
 """What every benchmark script records: a job run's wall time, the peak memory of its whole
-process tree (Python driver + JVM) and of its largest process (in local mode, the driver
-JVM), the peak size of a folder it writes to (its scratch), disk used, and the machine."""
+process tree (Python driver + JVM; RSS and PSS), of its largest process (in local mode, the
+driver JVM) and of the whole machine, the peak size of a folder it writes to (its scratch), disk used, and the machine."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ class Measurement:
     returncode: int
     peak_process_rss_bytes: int = 0  # its largest single process
     peak_folder_bytes: int = 0  # the watched folder, when one was given
+    # the tree's proportional set size: a page shared by forked processes (Python workers,
+    # the JVM's children) counts once, where summing RSS counts it in every sharer
+    peak_pss_bytes: int = 0
+    peak_machine_used_bytes: int = 0  # the whole machine's used memory, whatever runs on it
 
 
 def tree_rss(process: psutil.Process) -> tuple[int, int]:
@@ -35,6 +39,17 @@ def tree_rss(process: psutil.Process) -> tuple[int, int]:
     return total, largest
 
 
+def tree_pss(process: psutil.Process) -> int:
+    """Proportional set size summed over ``process`` and its descendants."""
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            total += p.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total
+
+
 def run_measured(command: list[str], log_path: Path, cwd: Path, sample_seconds: float = 0.5,
                  watch_folder: Path | None = None, folder_every: int = 20,
                  env: dict[str, str] | None = None) -> Measurement:
@@ -42,18 +57,20 @@ def run_measured(command: list[str], log_path: Path, cwd: Path, sample_seconds: 
     ``sample_seconds`` and the size of ``watch_folder`` every ``folder_every`` samples (a
     walk of a large scratch folder is not free)."""
     started = time.monotonic()
-    peak = peak_process = peak_folder = samples = 0
+    peak = peak_process = peak_folder = peak_pss = peak_used = samples = 0
     with log_path.open("w") as log:
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         watched = psutil.Process(child.pid)
         while child.poll() is None:
             total, largest = tree_rss(watched)
             peak, peak_process = max(peak, total), max(peak_process, largest)
+            peak_pss, peak_used = max(peak_pss, tree_pss(watched)), max(peak_used, psutil.virtual_memory().used)
             if watch_folder is not None and samples % folder_every == 0:
                 peak_folder = max(peak_folder, folder_bytes(watch_folder))
             samples += 1
             time.sleep(sample_seconds)
-    return Measurement(round(time.monotonic() - started, 1), peak, child.returncode, peak_process, peak_folder)
+    return Measurement(round(time.monotonic() - started, 1), peak, child.returncode, peak_process, peak_folder,
+                       peak_pss, peak_used)
 
 
 def folder_bytes(path: Path) -> int:

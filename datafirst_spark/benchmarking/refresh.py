@@ -65,7 +65,9 @@ def _measure(command: list[str], log_path: Path, watch: Path | None = None) -> M
 def _measured(measured: Measurement) -> dict[str, Any]:
     return {"wall_seconds": measured.wall_seconds,
             "peak_process_tree_rss_gib": gib(measured.peak_rss_bytes),
-            "peak_driver_rss_gib": gib(measured.peak_process_rss_bytes)}
+            "peak_driver_rss_gib": gib(measured.peak_process_rss_bytes),
+            "peak_process_tree_pss_gib": gib(measured.peak_pss_bytes),
+            "peak_machine_used_gib": gib(measured.peak_machine_used_bytes)}
 
 
 def saved_models(lakehouse: Path, linkage: str) -> list[Path]:
@@ -286,6 +288,8 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
 def targets(result: dict[str, Any], medium: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The issue's targets, each with its figure and whether it was met (None: not measured)."""
     refresh, r = result["refresh"], result["ratios"]
+    # RSS summed over the tree counts shared pages once per process; results before PSS was kept have only it
+    peak = refresh.get("peak_process_tree_pss_gib") or refresh["peak_process_tree_rss_gib"]
 
     def target(name: str, goal: str, value: Any, met: bool | None) -> dict[str, Any]:
         return {"target": name, "goal": goal, "value": value, "met": met}
@@ -293,8 +297,7 @@ def targets(result: dict[str, Any], medium: dict[str, Any] | None) -> list[dict[
     checked = [
         target("refresh wall time", f"<= {TARGET_FULL_SECONDS} s at full", refresh["wall_seconds"],
                refresh["wall_seconds"] <= TARGET_FULL_SECONDS if result["scale"] == "full" else None),
-        target("peak memory (process tree)", f"<= {TARGET_PEAK_GIB} GiB", refresh["peak_process_tree_rss_gib"],
-               refresh["peak_process_tree_rss_gib"] <= TARGET_PEAK_GIB),
+        target("peak memory (process tree)", f"<= {TARGET_PEAK_GIB} GiB (PSS)", peak, peak <= TARGET_PEAK_GIB),
         target("scratch cleaned", "no scratch folder of the run left", refresh["scratch_left_after_run"],
                not refresh["scratch_left_after_run"]),
     ]

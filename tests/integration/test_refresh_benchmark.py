@@ -61,6 +61,7 @@ def test_refresh_figures_agree_with_what_the_refresh_wrote(benchmarked):
     assert refresh["comparisons"] == sum(r["comparisons"] for r in refresh["comparisons_by_rule"]) > 0
     assert refresh["predict_comparisons_per_second"] == round(refresh["comparisons"] / refresh["predict_seconds"])
     assert 0 < refresh["peak_driver_rss_gib"] <= refresh["peak_process_tree_rss_gib"]
+    assert 0 < refresh["peak_process_tree_pss_gib"] <= refresh["peak_process_tree_rss_gib"]
     assert refresh["scratch_left_after_run"] == []
     splink = {q["threshold"]: q for q in refresh["quality"]["splink"]}
     figures = refreshed.first["outcomes"]["publish"]["figures"]

@@ -184,3 +184,19 @@ def test_folder_bytes_counts_files_below_and_is_zero_for_a_missing_folder(tmp_pa
     (tmp_path / "a" / "b" / "two").write_bytes(b"y" * 5)
     assert folder_bytes(tmp_path) == 15
     assert folder_bytes(tmp_path / "missing") == 0
+
+
+def test_a_page_shared_by_forked_processes_counts_once_in_the_tree_pss(tmp_path):
+    import sys
+
+    from datafirst_spark.benchmarking import run_measured
+
+    # 300 MiB touched, then a fork that shares it: RSS summed over the tree counts it twice
+    script = ("import os, time; block = bytearray(300 * 2**20); pid = os.fork(); time.sleep(2.5); "
+              "pid and os.waitpid(pid, 0)")
+    measured = run_measured([sys.executable, "-c", script], tmp_path / "log", tmp_path, sample_seconds=0.2)
+    assert measured.returncode == 0
+    mib = 2**20
+    assert measured.peak_rss_bytes > 550 * mib
+    assert 280 * mib < measured.peak_pss_bytes < 450 * mib
+    assert measured.peak_machine_used_bytes > measured.peak_pss_bytes
