@@ -1,6 +1,7 @@
 """What every benchmark script records: a job run's wall time, the peak memory of its whole
 process tree (Python driver + JVM; RSS and PSS), of its largest process (in local mode, the
-driver JVM) and of the whole machine, the peak size of a folder it writes to (its scratch), disk used, and the machine."""
+driver JVM) and of the whole machine, the peak size of a folder it writes to (its scratch),
+disk used, and the machine."""
 
 from __future__ import annotations
 
@@ -27,27 +28,16 @@ class Measurement:
     peak_machine_used_bytes: int = 0  # the whole machine's used memory, whatever runs on it
 
 
-def tree_rss(process: psutil.Process) -> tuple[int, int]:
-    """(sum, largest) resident memory over ``process`` and its descendants."""
-    total = largest = 0
+def tree_memory(process: psutil.Process) -> tuple[int, int, int]:
+    """(RSS sum, largest RSS, PSS sum) over ``process`` and its descendants, one read each."""
+    total = largest = pss = 0
     for p in [process, *process.children(recursive=True)]:
         try:
-            rss = p.memory_info().rss
+            memory = p.memory_full_info()
         except psutil.Error:
             continue
-        total, largest = total + rss, max(largest, rss)
-    return total, largest
-
-
-def tree_pss(process: psutil.Process) -> int:
-    """Proportional set size summed over ``process`` and its descendants."""
-    total = 0
-    for p in [process, *process.children(recursive=True)]:
-        try:
-            total += p.memory_full_info().pss
-        except psutil.Error:
-            continue
-    return total
+        total, largest, pss = total + memory.rss, max(largest, memory.rss), pss + memory.pss
+    return total, largest, pss
 
 
 def run_measured(command: list[str], log_path: Path, cwd: Path, sample_seconds: float = 0.5,
@@ -62,9 +52,9 @@ def run_measured(command: list[str], log_path: Path, cwd: Path, sample_seconds: 
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         watched = psutil.Process(child.pid)
         while child.poll() is None:
-            total, largest = tree_rss(watched)
-            peak, peak_process = max(peak, total), max(peak_process, largest)
-            peak_pss, peak_used = max(peak_pss, tree_pss(watched)), max(peak_used, psutil.virtual_memory().used)
+            total, largest, pss = tree_memory(watched)
+            peak, peak_process, peak_pss = max(peak, total), max(peak_process, largest), max(peak_pss, pss)
+            peak_used = max(peak_used, psutil.virtual_memory().used)
             if watch_folder is not None and samples % folder_every == 0:
                 peak_folder = max(peak_folder, folder_bytes(watch_folder))
             samples += 1
