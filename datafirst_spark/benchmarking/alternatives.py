@@ -124,7 +124,8 @@ def prepare(args: argparse.Namespace) -> None:
         result: dict[str, Any] = {"rows": rows}
         if spec.deterministic_baseline and spec.link_from:
             with timer.stage("deterministic baseline"):
-                pairs = deterministic_pairs(records, spec.link_from, spec.deterministic_baseline)
+                pairs = deterministic_pairs(records, spec.link_from, spec.deterministic_baseline,
+                                            rows[spec.link_from])
                 every = records[spec.datasets[0]].select("source_dataset", "source_record_id")
                 for name in spec.datasets[1:]:
                     every = every.unionByName(records[name].select("source_dataset", "source_record_id"))

@@ -184,19 +184,24 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
         report.tables["pairs"] = out("pairs")
 
     all_records = concat.select("source_dataset", "source_record_id")
+    baseline_membership = None
+    if spec.deterministic_baseline and spec.link_from:
+        with timer.stage(f"{spec.linkage}: deterministic baseline") as figures:
+            baseline = deterministic_pairs(records, spec.link_from, spec.deterministic_baseline,
+                                           report.input_rows[spec.link_from])
+            write_delta(baseline, out("baseline_pairs"))
+            baseline = spark.read.format("delta").load(out("baseline_pairs"))
+            report.baseline_pairs = figures["rows"] = baseline.count()
+            report.tables["baseline_pairs"] = out("baseline_pairs")
+            baseline_membership = cluster_at_thresholds(spark, all_records, baseline, [1.0], BASELINE_METHOD).membership
+
     with timer.stage(f"{spec.linkage}: cluster") as figures:
         one = spec.clustering.one_to_one_dataset if spec.clustering.one_to_one else None
         result = cluster_at_thresholds(spark, all_records, pairs, spec.clustering.thresholds, SPLINK_METHOD, one)
         membership = result.membership
         report.one_to_one_conflicts = {str(r.threshold): r.records_with_conflicts for r in result.one_to_one}
-        if spec.deterministic_baseline and spec.link_from:
-            baseline = deterministic_pairs(records, spec.link_from, spec.deterministic_baseline)
-            write_delta(baseline, out("baseline_pairs"))
-            baseline = spark.read.format("delta").load(out("baseline_pairs"))
-            report.baseline_pairs = baseline.count()
-            report.tables["baseline_pairs"] = out("baseline_pairs")
-            membership = membership.unionByName(
-                cluster_at_thresholds(spark, all_records, baseline, [1.0], BASELINE_METHOD).membership)
+        if baseline_membership is not None:
+            membership = membership.unionByName(baseline_membership)
         write_delta(membership, out("clusters"))
         clusters = spark.read.format("delta").load(out("clusters"))
         counted = clusters.groupBy("method", "threshold").agg(F.countDistinct("cluster_id").alias("n")).collect()

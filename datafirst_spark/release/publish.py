@@ -112,7 +112,7 @@ def publish_release(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSp
         return _finish(spark, lakehouse, report, timer, started)
 
     with timer.stage(f"release {release}: write curated rows to staging") as figures:
-        staged = _stage_curated_rows(spark, spec, lakehouse, release, linkage, rows, previous)
+        staged = _stage_curated_rows(spark, spec, lakehouse, release, linkage, rows, previous, timer)
         figures["rows"] = sum(checksum_rows(c) for c in staged.checksums.values())
         report.table_checksums = staged.checksums
 
@@ -234,14 +234,16 @@ class StagedRelease:
 
 def _stage_curated_rows(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, release: str,
                         linkage: LinkageOutputs, registry: list[dict[str, Any]],
-                        previous: dict[str, Any] | None) -> StagedRelease:
+                        previous: dict[str, Any] | None, timer: StageTimer) -> StagedRelease:
+    """Each curated table's rows to staging, each write timed as a stage of its own."""
     previous_links = (read_release_table(spark, lakehouse, "person_links", previous["release"], registry)
                       if previous else None)
     first_new_id = (previous["largest_person_id"] + 1) if previous else 1
-    ids = curate.person_ids(linkage.clusters, previous_links, first_new_id)
-    links = curate.person_links(ids, linkage.pairs, release)
-    write_delta(links, release_staging(lakehouse, release, "person_links"))
-    links = spark.read.format("delta").load(release_staging(lakehouse, release, "person_links"))
+    with timer.stage(f"release {release}: staging person_links"):
+        ids = curate.person_ids(linkage.clusters, previous_links, first_new_id)
+        links = curate.person_links(ids, linkage.pairs, release)
+        write_delta(links, release_staging(lakehouse, release, "person_links"))
+        links = spark.read.format("delta").load(release_staging(lakehouse, release, "person_links"))
 
     records = linkage.all_records()
     quarantine = reduce(DataFrame.unionByName, linkage.quarantine.values())
@@ -254,10 +256,12 @@ def _stage_curated_rows(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakeh
         "person_id_lineage": curate.lineage(links, previous_links, release),
     }
     for name, frame in frames.items():
-        write_delta(frame, release_staging(lakehouse, release, name))
+        with timer.stage(f"release {release}: staging {name}"):
+            write_delta(frame, release_staging(lakehouse, release, name))
     tables = {t.name: spark.read.format("delta").load(release_staging(lakehouse, release, t.name))
               for t in curate.CURATED_TABLES}
-    checksums = table_checksums(tables)
+    with timer.stage(f"release {release}: staging checksums"):
+        checksums = table_checksums(tables)
 
     figures: dict[str, float] = {}
     if spec.link_from and len(spec.datasets) > 1:

@@ -1,6 +1,7 @@
 """Linkage building blocks on tiny hand-made frames: spec checks, blocking bounds, clustering
 (with the one-to-one rule), the deterministic passes and the quality figures."""
 
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -233,14 +234,32 @@ def test_one_to_one_keeps_each_pnc_record_with_its_best_person(spark, people):
     assert (result.one_to_one[0].records_with_conflicts, result.one_to_one[0].edges_dropped) == (2, 2)
 
 
-def test_deterministic_passes_link_each_record_in_its_first_pass_only(spark, people):
+@pytest.mark.parametrize(("link_from_rows", "join"), [(None, "SortMergeJoin"), (2, "BroadcastHashJoin")])
+def test_deterministic_passes_link_each_record_in_its_first_pass_only(spark, people, link_from_rows, join):
     records = {"npd": people.filter("source_dataset = 'npd'"), "pnc": people.filter("source_dataset = 'pnc'")}
     passes = [DeterministicPass(name="names and year", columns=["forename", "surname", "dob_year"]),
               DeterministicPass(name="surname and year", columns=["surname", "dob_year"])]
-    pairs = deterministic_pairs(records, "pnc", passes)
-    got = {(r["source_record_id_l"], r["source_record_id_r"], r["match_key"]) for r in pairs.collect()}
+    spark.catalog.clearCache()  # each pass caches its pairs: the other variant's would be reused
+    with spark_conf(spark, {"spark.sql.autoBroadcastJoinThreshold": "-1", "spark.sql.adaptive.enabled": "false"}):
+        pairs = deterministic_pairs(records, "pnc", passes, link_from_rows)
+        got = {(r["source_record_id_l"], r["source_record_id_r"], r["match_key"]) for r in pairs.collect()}
+        plan = pairs._jdf.queryExecution().executedPlan().toString()
     assert got == {("p1", "n1", "1:names and year"), ("p1", "n2", "1:names and year"),
                    ("p2", "n1", "2:surname and year"), ("p2", "n2", "2:surname and year")}
+    # a known, small link_from side is broadcast to each pass; otherwise Spark is left to choose
+    assert join in plan
+
+
+@contextmanager
+def spark_conf(spark, settings):
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            spark.conf.unset(key) if value is None else spark.conf.set(key, value)
 
 
 def test_quality_figures_count_links_pairs_and_exact_clusters(spark):
