@@ -194,7 +194,8 @@ def test_a_page_shared_by_forked_processes_counts_once_in_the_tree_pss(tmp_path)
     # 300 MiB touched, then a fork that shares it: RSS summed over the tree counts it twice
     script = ("import os, time; block = bytearray(300 * 2**20); pid = os.fork(); time.sleep(2.5); "
               "pid and os.waitpid(pid, 0)")
-    measured = run_measured([sys.executable, "-c", script], tmp_path / "log", tmp_path, sample_seconds=0.2)
+    measured = run_measured([sys.executable, "-c", script], tmp_path / "log", tmp_path, sample_seconds=0.2,
+                            pss_every=2)  # PSS every 0.4 s: the run lasts 2.5 s
     assert measured.returncode == 0
     mib = 2**20
     assert measured.peak_rss_bytes > 550 * mib
