@@ -16,7 +16,8 @@ The result (per-stage seconds, comparisons per blocking rule, predict throughput
 and out, peak memory, scratch, quality, ratios against each alternative, the issue's
 targets, machine and versions) goes to benchmarks/results/<date>-refresh-<scale>.json.
 Exit codes: 0 done (targets met or not), 1 a job failed, 2 bad arguments or lakehouse.
-``--table`` prints the README's table of the latest result per scale instead.
+``--table`` prints the README's table of the latest result per scale instead, and
+``--profile RESULT`` a result's refresh profile (where the time went, stage by stage).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import sys
 from pathlib import Path
 
 from datafirst_spark.benchmarking import run_measured
+from datafirst_spark.benchmarking.profile import profile_table
 from datafirst_spark.benchmarking.refresh import (
     ALTERNATIVES,
     ROOT,
@@ -51,12 +53,22 @@ def main() -> int:
     parser.add_argument("--note", action="append", default=[], help="a note recorded with the result")
     parser.add_argument("--table", action="store_true",
                         help="print the README's table of the latest result per scale in --results, and stop")
+    parser.add_argument("--profile", metavar="RESULT",
+                        help="print a result file's refresh profile (where the time went) as a table, and stop")
     args = parser.parse_args()
     if args.table:
         print(results_table(Path(args.results)))
         return 0
+    if args.profile:
+        profile = json.loads(Path(args.profile).read_text())["refresh"].get("profile")
+        if not profile or "error" in profile:
+            why = profile["error"] if profile else "run before the harness kept one"
+            print(f"error: {args.profile}: the result has no profile ({why})", file=sys.stderr)
+            return 2
+        print(profile_table(profile))
+        return 0
     if not args.scale or not args.lakehouse:
-        parser.error("--scale and --lakehouse are required (unless --table)")
+        parser.error("--scale and --lakehouse are required (unless --table or --profile)")
 
     chosen = tuple(a for a in args.alternatives.split(",") if a)
     unknown = [a for a in chosen if a not in ALTERNATIVES]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 from . import Measurement, gib, machine, run_measured
 from .alternatives import METHODS, step_result
+from .profile import latest_event_log, profile_event_log, spark_conf_dir_with_event_log
 
 ROOT = Path(__file__).resolve().parents[2]
 LINKAGE_REPORT = "_linkage.json"
@@ -54,9 +56,10 @@ def _job(script: str) -> list[str]:
     return [sys.executable, str(ROOT / "jobs" / script)]
 
 
-def _measure(command: list[str], log_path: Path, watch: Path | None = None) -> Measurement:
+def _measure(command: list[str], log_path: Path, watch: Path | None = None,
+             env: dict[str, str] | None = None) -> Measurement:
     print(f"{' '.join(command)}  (log: {log_path})", flush=True)
-    measured = run_measured(command, log_path, ROOT, watch_folder=watch)
+    measured = run_measured(command, log_path, ROOT, watch_folder=watch, env=env)
     if measured.returncode != 0:
         raise BenchmarkError(f"{Path(command[1]).name} failed with exit code {measured.returncode}; see {log_path}")
     return measured
@@ -107,6 +110,17 @@ def previous_result(results: Path, scale: str, benchmark: str = "refresh") -> di
     return json.loads(found[-1].read_text()) if found else None
 
 
+def _profile(event_log: Path | None, events: Path) -> dict[str, Any]:
+    """The refresh's profile; what went wrong instead when its event log cannot be read, so
+    that the run's measured figures are still written."""
+    if event_log is None:
+        return {"error": f"{events}: no finished Spark event log"}
+    try:
+        return profile_event_log(event_log)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {"event_log": str(event_log), "error": f"{type(exc).__name__}: {exc}"}
+
+
 def _check_fresh(request: BenchmarkRequest) -> None:
     lakehouse = request.lakehouse
     generation = lakehouse / "landing" / request.release / "_generation.json"
@@ -145,7 +159,12 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
 
     scratch_root = Path(default_scratch_root(env))
     scratch_root.mkdir(parents=True, exist_ok=True)
-    measured = _measure([*_job("annual_refresh.py"), *common, "--throwaway-key"], logs / "refresh.log", scratch_root)
+    # the refresh's Spark event log, for its profile (where the time goes, stage by stage)
+    events = logs / "spark-events"
+    conf_dir = spark_conf_dir_with_event_log(logs / "spark-conf", events)
+    measured = _measure([*_job("annual_refresh.py"), *common, "--throwaway-key"], logs / "refresh.log", scratch_root,
+                        env={**os.environ, "SPARK_CONF_DIR": str(conf_dir)})
+    event_log = latest_event_log(events)
     run_report = json.loads(max((lakehouse / "staging" / release / "refresh").glob("*.json"),
                                 key=lambda p: p.stat().st_mtime).read_text())
     linkage_report = json.loads((lakehouse / "staging" / release / "linkage" / spec.linkage / LINKAGE_REPORT)
@@ -183,6 +202,7 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
         "quality": {"splink": link_quality(linkage_report["quality"], "splink"),
                     "deterministic": link_quality(linkage_report["quality"], "deterministic")},
         "model": {"path": str(model), "sha256": linkage_report["model_sha256"]},
+        "profile": _profile(event_log, events),
     }
 
     result = {

@@ -118,3 +118,14 @@ def test_readme_table_row_comes_from_the_result(benchmarked):
     refresh = benchmarked["result"]["refresh"]
     assert cells[:3] == ["tiny", f"{benchmarked['result']['input_rows']:,}", str(refresh["wall_seconds"])]
     assert cells[-1] == f"`{benchmarked['path'].name}`"
+
+
+def test_refresh_profile_comes_from_its_spark_event_log_by_stage(benchmarked):
+    profile = benchmarked["result"]["refresh"]["profile"]
+    assert Path(profile["event_log"]).parent == Path(benchmarked["lakehouse"].root, "benchmark-logs", "spark-events")
+    rows = {r["stage"]: r for r in profile["by_stage"]}
+    # the stages' names reach Spark: the link stage's jobs are found under them
+    assert {"pnc_npd: predict", "pnc_npd: cluster"} <= set(rows)
+    assert rows["pnc_npd: predict"]["tasks"] > 0
+    assert 0 <= profile["totals"]["gc_seconds"] <= profile["totals"]["task_seconds"]
+    assert profile["totals"]["task_seconds"] >= max(r["task_seconds"] for r in rows.values()) > 0

@@ -201,3 +201,110 @@ def test_a_page_shared_by_forked_processes_counts_once_in_the_tree_pss(tmp_path)
     assert measured.peak_rss_bytes > 550 * mib
     assert 280 * mib < measured.peak_pss_bytes < 450 * mib
     assert measured.peak_machine_used_bytes > measured.peak_pss_bytes
+
+
+def _write_event_log(path, events):
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def test_profile_attributes_each_task_to_the_stage_that_started_its_job(tmp_path):
+    from datafirst_spark.benchmarking.profile import NO_STAGE, profile_event_log
+
+    def job(job_id, stages, start, end, stage=None, description=None):
+        properties = {k: v for k, v in (("datafirst.stage", stage), ("spark.job.description", description)) if v}
+        return [{"Event": "SparkListenerJobStart", "Job ID": job_id, "Submission Time": start, "Stage IDs": stages,
+                 "Properties": properties},
+                {"Event": "SparkListenerJobEnd", "Job ID": job_id, "Completion Time": end}]
+
+    def task(stage, run_ms, gc_ms, spilled=0, launch=0, finish=0):
+        return {"Event": "SparkListenerTaskEnd", "Stage ID": stage,
+                "Task Info": {"Launch Time": launch, "Finish Time": finish},
+                "Task Metrics": {"Executor Run Time": run_ms, "Executor CPU Time": run_ms * 500_000,
+                                 "JVM GC Time": gc_ms, "Disk Bytes Spilled": spilled,
+                                 "Shuffle Read Metrics": {"Remote Bytes Read": 0, "Local Bytes Read": 10},
+                                 "Shuffle Write Metrics": {"Shuffle Bytes Written": 7}}}
+
+    log = tmp_path / "app-1"
+    _write_event_log(log, [
+        {"Event": "SparkListenerExecutorAdded", "Executor Info": {"Total Cores": 2}},
+        # two jobs of one stage, overlapping by a second: 3 s of wall time, not 4
+        # the second as Delta describes its own jobs: the stage property still says whose it is
+        *job(0, [0], 1_000, 3_000, "pnc_npd: predict", "pnc_npd: predict"),
+        *job(1, [1], 2_000, 4_000, "pnc_npd: predict", "Delta: pnc_npd: predict: Compute snapshot"),
+        *job(2, [2], 5_000, 5_500),
+        task(0, 4_000, 1_000, spilled=100, launch=1_000, finish=2_500), task(1, 2_000, 0),
+        task(2, 500, 0),
+    ])
+    profile = profile_event_log(log)
+    rows = {r["stage"]: r for r in profile["by_stage"]}
+    assert list(rows) == ["pnc_npd: predict", NO_STAGE]  # most task time first
+    predict = rows["pnc_npd: predict"]
+    assert (predict["jobs"], predict["tasks"], predict["jobs_wall_seconds"]) == (2, 2, 3.0)
+    assert (predict["task_seconds"], predict["cpu_seconds"], predict["gc_seconds"]) == (6.0, 3.0, 1.0)
+    assert (predict["spilled_bytes"], predict["shuffle_read_bytes"], predict["shuffle_write_bytes"]) == (100, 20, 14)
+    assert predict["longest_task_seconds"] == 1.5
+    assert profile["totals"]["task_seconds"] == 6.5 and profile["cores"] == 2
+    assert profile["gc_share_of_task_time"] == round(1.0 / 6.5, 3)
+
+
+def test_event_log_conf_keeps_the_defaults_in_force_and_replaces_their_event_log(tmp_path, monkeypatch):
+    from datafirst_spark.benchmarking.profile import spark_conf_dir_with_event_log
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "spark-defaults.conf").write_text("spark.driver.cores 2\nspark.eventLog.enabled false\n")
+    monkeypatch.setenv("SPARK_CONF_DIR", str(existing))
+    folder = spark_conf_dir_with_event_log(tmp_path / "conf", tmp_path / "events")
+    lines = (folder / "spark-defaults.conf").read_text().splitlines()
+    assert lines == ["spark.driver.cores 2", "spark.eventLog.enabled true",
+                     f"spark.eventLog.dir {(tmp_path / 'events').as_uri()}", "spark.eventLog.compress false"]
+    assert (tmp_path / "events").is_dir()
+
+
+def test_a_rolling_event_log_is_read_in_order_and_only_once_its_application_finished(tmp_path):
+    from datafirst_spark.benchmarking.profile import latest_event_log, profile_event_log
+
+    def rolling(app, finished, parts):
+        folder = tmp_path / f"eventlog_v2_{app}"
+        folder.mkdir()
+        (folder / f"appstatus_{app}{'' if finished else '.inprogress'}").touch()
+        for n, events in parts.items():
+            _write_event_log(folder / f"events_{n}_{app}", events)
+        return folder
+
+    start = {"Event": "SparkListenerJobStart", "Job ID": 0, "Submission Time": 0, "Stage IDs": [0],
+             "Properties": {"datafirst.stage": "ingest"}}
+    end = {"Event": "SparkListenerTaskEnd", "Stage ID": 0, "Task Info": {}, "Task Metrics": {"Executor Run Time": 2_000}}
+    # part 10 after part 2: a name sort would read the task before its job started
+    done = rolling("local-1", True, {2: [start], 10: [end]})
+    assert latest_event_log(tmp_path) == done
+    rolling("local-2", False, {1: [start]})  # still running: not a finished log
+    assert latest_event_log(tmp_path) == done
+    rows = profile_event_log(done)["by_stage"]
+    assert [(r["stage"], r["tasks"], r["task_seconds"]) for r in rows] == [("ingest", 1, 2.0)]
+
+
+def test_profile_table_lists_the_stages_with_most_task_time_then_the_totals():
+    from datafirst_spark.benchmarking.profile import profile_table
+
+    def row(stage, task_seconds, spilled):
+        return {"stage": stage, "jobs_wall_seconds": task_seconds / 2, "task_seconds": task_seconds,
+                "cpu_seconds": task_seconds - 1, "gc_seconds": 1.0, "spilled_bytes": spilled,
+                "shuffle_write_bytes": 2**30, "input_bytes": 0, "longest_task_seconds": 3.0}
+
+    profile = {"by_stage": [row("pnc_npd: predict", 400.0, 3 * 2**29), row("npd: read", 100.0, 0)],
+               "totals": {"task_seconds": 500.0, "cpu_seconds": 498.0, "gc_seconds": 2.0,
+                          "spilled_bytes": 3 * 2**29, "shuffle_write_bytes": 2**31, "input_bytes": 0}}
+    lines = profile_table(profile, rows=1).splitlines()
+    assert len(lines) == 4  # header, rule, the one stage asked for, totals
+    assert lines[2] == "| pnc_npd: predict | 200.0 | 400.0 | 399.0 | 1.0 | 1.50 | 1.00 | 0.00 | 3.0 |"
+    assert lines[3] == "| all stages | - | 500.0 | 498.0 | 2.0 | 1.50 | 2.00 | 0.00 | - |"
+
+
+def test_an_unreadable_event_log_gives_a_profile_that_says_why(tmp_path):
+    from datafirst_spark.benchmarking.refresh import _profile
+
+    assert "no finished Spark event log" in _profile(None, tmp_path)["error"]
+    broken = tmp_path / "app-1"
+    broken.write_text('{"Event": "SparkListenerJobStart"\n')  # cut off mid-line
+    assert _profile(broken, tmp_path)["error"].startswith("JSONDecodeError")
