@@ -4,8 +4,9 @@ Each rule's comparisons are bounded exactly with one group-by on its keys: a blo
 records makes n(n-1)/2 comparisons (n_a x n_b between two datasets when only linking).
 Two records of a dataset named in the spec's ``within_dataset_block_on`` count only when
 they share its sub-block too. That is the count before Splink drops pairs an earlier rule
-already made, so it is an upper bound, and it costs a few aggregations (the first over
-the records, the rest over its counts) however skewed the keys are. A rule over the
+already made, so it is an upper bound, and it costs one shuffle of the records' keys
+per rule however skewed they are (a block's records meet in one task, which only counts
+them). A rule over the
 configured ceiling is refused, naming the rule and its largest block. Within the ceiling,
 the blocked pairs predict will score are made once and counted per rule (each pair is
 Splink's under the first rule that makes it): exact marginal comparisons, for the price of
@@ -67,7 +68,9 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
         values = [F.expr(e) for e in expressions]
         agree = F.when(reduce(lambda a, b: a & b, [v.isNotNull() for v in values]), F.xxhash64(*values))
         sub_block = F.when(dataset == name, agree).otherwise(sub_block)
-    blocks = df.select(*keys, dataset, sub_block.alias("_sub_block")).dropna(subset=names)
+    # partitioned by the block's keys once, the three aggregations below (sub-block, dataset,
+    # block) share that one shuffle; each would otherwise shuffle its input again
+    blocks = df.select(*keys, dataset, sub_block.alias("_sub_block")).dropna(subset=names).repartition(*names)
     pairs_within = F.col("count") * (F.col("count") - 1) / 2
     per_sub_block = blocks.groupBy(*names, "source_dataset", "_sub_block").count()
     per_dataset = per_sub_block.groupBy(*names, "source_dataset").agg(

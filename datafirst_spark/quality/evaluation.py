@@ -17,6 +17,7 @@ truth table (source_dataset, source_record_id, true_person_id):
 
 from __future__ import annotations
 
+from functools import reduce
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -55,34 +56,33 @@ def group_views(groups: tuple[str, ...]) -> F.Column:
                      for g in groups])
 
 
-def link_quality(labelled: DataFrame, truth: DataFrame, people: DataFrame, link_from: str) -> DataFrame:
+def link_quality(linked: DataFrame, alone: DataFrame, link_from: str) -> DataFrame:
     """Record-level link quality of ``link_from`` records, overall and per group.
 
-    ``labelled``: membership joined with truth (:func:`labelled_membership`); ``people``:
-    true_person_id with the grouping columns of :data:`GROUPS`."""
+    ``linked``: the labelled rows (:func:`labelled_clusters`) of clusters of two or more
+    records; ``alone``: the labelled ``link_from`` records that are clusters of their own,
+    which are linked to nothing and only count towards the linkable."""
     keys = ["method", "threshold", "cluster_id"]
-    mine = labelled.filter(F.col("source_dataset") == link_from)
-    other = labelled.filter(F.col("source_dataset") != link_from).select(
+    mine = linked.filter(F.col("source_dataset") == link_from)
+    other = linked.filter(F.col("source_dataset") != link_from).select(
         *keys, F.col("true_person_id").alias("other_person"))
-    # per method/threshold: which true people have records outside link_from
-    linkable_people = truth.filter(F.col("source_dataset") != link_from).select("true_person_id").distinct()
-    per_record = (
+    in_clusters = (
         mine.join(other, keys, "left")
-        .groupBy("method", "threshold", "source_record_id", "true_person_id")
+        .groupBy("method", "threshold", "source_record_id", "true_person_id", "linkable", *GROUPS)
         .agg(
             F.count("other_person").alias("n_linked"),
             F.count_if(F.col("other_person") == F.col("true_person_id")).alias("n_true"),
         )
-        .join(linkable_people.withColumn("linkable", F.lit(True)), "true_person_id", "left")
         .select(
-            "method", "threshold", "true_person_id",
-            F.coalesce("linkable", F.lit(False)).alias("linkable"),
+            "method", "threshold", "linkable", *GROUPS,
             (F.col("n_linked") > 0).alias("linked"),
             ((F.col("n_linked") > 0) & (F.col("n_true") == F.col("n_linked"))).alias("correct"),
             (F.col("n_true") > 0).alias("found"),
         )
-        .join(people, "true_person_id", "left")
     )
+    unlinked = alone.select("method", "threshold", "linkable", *GROUPS, *[F.lit(False).alias(c) for c in
+                                                                          ("linked", "correct", "found")])
+    per_record = in_clusters.unionByName(unlinked)
     figures = [F.count_if("correct").alias("true_positives"), F.count_if("linked").alias("predicted"),
                F.count_if("linkable").alias("actual"), F.count_if(F.col("found") & F.col("linkable")).alias("found")]
     # every view (overall, then each group) in one pass over per_record
@@ -110,15 +110,18 @@ def _scope(a: str, b: str) -> str:
     return a if a == b else f"{a}-{b}"
 
 
-def pair_quality(labelled: DataFrame, truth: DataFrame, datasets: list[str]) -> DataFrame:
-    """Pairwise precision/recall within each dataset and across each pair of datasets."""
+def pair_quality(linked: DataFrame, truth: DataFrame, datasets: list[str], methods: DataFrame) -> DataFrame:
+    """Pairwise precision/recall within each dataset and across each pair of datasets.
+
+    ``linked``: the labelled rows of clusters of two or more records (a cluster of one makes
+    no pair); ``methods``: every (method, threshold) to report, linked or not."""
     method = ["method", "threshold"]
     scopes = [(a, b) for i, a in enumerate(datasets) for b in datasets[i:]]
     names = [_scope(a, b) for a, b in scopes]
-    by_cluster = labelled.groupBy(*method, "cluster_id", "source_dataset").agg(F.count("*").alias("n"))
-    by_both = labelled.groupBy(*method, "cluster_id", "true_person_id", "source_dataset").agg(F.count("*").alias("n"))
-    predicted = _pair_counts(by_cluster, [*method, "cluster_id"], datasets, scopes) \
-        .groupBy(*method).agg(*[F.sum(n).alias(n) for n in names])
+    by_cluster = linked.groupBy(*method, "cluster_id", "source_dataset").agg(F.count("*").alias("n"))
+    by_both = linked.groupBy(*method, "cluster_id", "true_person_id", "source_dataset").agg(F.count("*").alias("n"))
+    predicted = methods.join(_pair_counts(by_cluster, [*method, "cluster_id"], datasets, scopes)
+                             .groupBy(*method).agg(*[F.sum(n).alias(n) for n in names]), method, "left")
     true_pos = _pair_counts(by_both, [*method, "cluster_id", "true_person_id"], datasets, scopes) \
         .groupBy(*method).agg(*[F.sum(n).alias(n) for n in names])
     by_person = truth.groupBy("true_person_id", "source_dataset").agg(F.count("*").alias("n"))
@@ -140,47 +143,72 @@ def pair_quality(labelled: DataFrame, truth: DataFrame, datasets: list[str]) -> 
     ))
 
 
-def cluster_quality(labelled: DataFrame, truth: DataFrame) -> DataFrame:
+def cluster_quality(clusters: DataFrame, true_people: int) -> DataFrame:
     """Exact clusters: a predicted cluster holding all, and only, one true person's records."""
-    method = ["method", "threshold"]
-    person_sizes = truth.groupBy("true_person_id").agg(F.count("*").alias("person_size"))
-    clusters = labelled.groupBy(*method, "cluster_id").agg(
-        F.count("*").alias("size"), F.countDistinct("true_person_id").alias("people"),
-        F.first("true_person_id").alias("true_person_id"))
-    exact = clusters.join(person_sizes, "true_person_id").select(
-        *method, ((F.col("people") == 1) & (F.col("size") == F.col("person_size"))).alias("exact"))
-    true_people = person_sizes.count()
-    return _with_scores(exact.groupBy(*method).agg(
-        F.count_if("exact").alias("true_positives"), F.count("*").alias("predicted"),
-        F.lit(true_people).cast("long").alias("actual"), F.count_if("exact").alias("found"),
+    exact = F.col("one_person") & (F.col("size") == F.col("person_size"))
+    return _with_scores(clusters.groupBy("method", "threshold").agg(
+        F.count_if(exact).alias("true_positives"), F.count("*").alias("predicted"),
+        F.lit(true_people).cast("long").alias("actual"), F.count_if(exact).alias("found"),
     ).select("*", F.lit("clusters").alias("view"), F.lit("all").alias("scope"),
              F.lit("all").alias("group_by"), F.lit("all").alias("group_value")))
+
+
+def labelled_clusters(membership: DataFrame, truth: DataFrame, people: DataFrame,
+                      link_from: str | None) -> DataFrame:
+    """One row per predicted cluster, (method, threshold, cluster_id): its size, whether its
+    records are one true person's and that person's number of records, and its records
+    (``records``: source_dataset, source_record_id, true_person_id, whether the person is
+    linkable from ``link_from`` and the person's groups). Membership rows without truth are
+    left out."""
+    person = truth.groupBy("true_person_id").agg(
+        F.count("*").alias("person_size"),
+        (F.count_if(F.col("source_dataset") != link_from) > 0 if link_from else F.lit(False)).alias("linkable"))
+    facts = truth.join(person, "true_person_id").join(people.select("true_person_id", *GROUPS), "true_person_id",
+                                                      "left")
+    labelled = membership.select("method", "threshold", "cluster_id", "source_dataset", "source_record_id") \
+        .join(facts, ["source_dataset", "source_record_id"])
+    record = F.struct("source_dataset", "source_record_id", "true_person_id", "linkable", *GROUPS)
+    return labelled.groupBy("method", "threshold", "cluster_id").agg(
+        F.count("*").alias("size"),
+        (F.min("true_person_id") == F.max("true_person_id")).alias("one_person"),
+        F.first("person_size").alias("person_size"),  # the one person's, when there is one
+        F.collect_list(record).alias("records"),
+    )
 
 
 def evaluate(membership: DataFrame, truth: DataFrame, people: DataFrame, datasets: list[str],
              link_from: str | None) -> DataFrame:
     """Every view, one row per (method, threshold, view, scope, group), :data:`QUALITY_COLUMNS`.
 
-    Membership is joined with truth once and kept on disk for the three views, which are
-    computed and returned as a small local frame (a few hundred rows): at full scale the
-    join is tens of millions of rows, and each view used to join it again."""
+    ``people``: true_person_id with the columns of :data:`GROUPS`. Membership is joined with
+    truth and grouped by cluster once (:func:`labelled_clusters`, kept on disk). At full scale
+    nearly all of its tens of millions of rows are clusters of one record, which make no pair
+    and link nothing: the exact-cluster count reads them as they are, and the other views
+    read only the records of larger clusters (and, for links, the ``link_from`` records left
+    alone). The result is a small local frame (a few hundred rows)."""
     from pyspark import StorageLevel
 
     spark = membership.sparkSession
+    method = ["method", "threshold"]
     truth = truth.filter(F.col("source_dataset").isin(datasets)).select(
         "source_dataset", "source_record_id", "true_person_id").persist(StorageLevel.MEMORY_AND_DISK)
-    labelled = membership.join(truth, ["source_dataset", "source_record_id"]).persist(StorageLevel.DISK_ONLY)
+    clusters = labelled_clusters(membership, truth, people, link_from).persist(StorageLevel.DISK_ONLY)
+    linked = clusters.filter(F.col("size") > 1).select(*method, "cluster_id", F.inline("records")) \
+        .persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        parts = [pair_quality(labelled, truth, datasets), cluster_quality(labelled, truth)]
+        true_people = truth.select("true_person_id").distinct().count()
+        by_cluster = cluster_quality(clusters, true_people).select(*QUALITY_COLUMNS)
+        by_cluster = spark.createDataFrame(by_cluster.collect(), by_cluster.schema)
+        parts = [pair_quality(linked, truth, datasets, by_cluster.select(*method))]
         if link_from is not None:
-            parts.insert(0, link_quality(labelled, truth, people, link_from))
-        result = parts[0]
-        for part in parts[1:]:
-            result = result.unionByName(part)
-        result = result.select(*QUALITY_COLUMNS)
-        return spark.createDataFrame(result.collect(), result.schema)
+            alone = clusters.filter(F.col("size") == 1).select(*method, F.inline("records")) \
+                .filter(F.col("source_dataset") == link_from)
+            parts.insert(0, link_quality(linked, alone, link_from))
+        result = reduce(DataFrame.unionByName, [part.select(*QUALITY_COLUMNS) for part in parts])
+        return spark.createDataFrame(result.collect() + by_cluster.collect(), result.schema)
     finally:
-        labelled.unpersist()
+        linked.unpersist()
+        clusters.unpersist()
         truth.unpersist()
 
 

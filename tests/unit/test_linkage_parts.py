@@ -293,6 +293,36 @@ def test_quality_figures_count_links_pairs_and_exact_clusters(spark):
     assert (clusters["true_positives"], clusters["predicted"], clusters["actual"]) == (1, 5, 4)
 
 
+def test_quality_of_a_method_that_links_nothing_and_of_records_without_truth(spark):
+    truth = spark.createDataFrame(
+        [("npd", "n1", "A"), ("npd", "n2", "B"), ("pnc", "p1", "A"), ("pnc", "p2", "A"), ("pnc", "p3", "C")],
+        "source_dataset string, source_record_id string, true_person_id string")
+    people = spark.createDataFrame([("A", "white", "M", "2000/01")],  # B and C have no groups
+                                   "true_person_id string, ethnicity_group string, sex string, birth_cohort string")
+    alone = [("npd", "n1", "a1"), ("npd", "n2", "a2"), ("pnc", "p1", "a3"), ("pnc", "p2", "a4"), ("pnc", "p3", "a5")]
+    # p1 and p2 (both A) together with n1; p3 with n2 (wrong); pnc9 has no truth and is left out
+    linked = [("npd", "n1", "k1"), ("pnc", "p1", "k1"), ("pnc", "p2", "k1"), ("npd", "n2", "k2"),
+              ("pnc", "p3", "k2"), ("pnc", "p9", "k2")]
+    membership = spark.createDataFrame(
+        [(*r, 1.0, "nothing") for r in alone] + [(*r, 0.9, "splink") for r in linked],
+        "source_dataset string, source_record_id string, cluster_id string, threshold double, method string")
+    quality = evaluate(membership, truth, people, ["npd", "pnc"], "pnc")
+    got = {(r["method"], r["view"], r["scope"], r["group_by"], r["group_value"]):
+           (r["true_positives"], r["predicted"], r["actual"]) for r in quality.collect()}
+    # linkable pnc records: p1, p2 (A has n1); p3 (C) is not
+    assert got[("nothing", "link", "pnc_records", "all", "all")] == (0, 0, 2)
+    assert got[("splink", "link", "pnc_records", "all", "all")] == (2, 3, 2)
+    assert got[("splink", "link", "pnc_records", "ethnicity_group", "unknown")] == (0, 1, 0)
+    # true pairs: n1-p1, n1-p2 across; p1-p2 within pnc
+    assert got[("nothing", "pairs", "npd-pnc", "all", "all")] == (0, 0, 2)
+    assert got[("nothing", "pairs", "pnc", "all", "all")] == (0, 0, 1)
+    assert got[("splink", "pairs", "npd-pnc", "all", "all")] == (2, 3, 2)
+    assert got[("splink", "pairs", "pnc", "all", "all")] == (1, 1, 1)
+    # true people A, B, C: alone, only B and C are exact; k1 is exactly A, k2 mixes B and C
+    assert got[("nothing", "clusters", "all", "all", "all")] == (2, 5, 3)
+    assert got[("splink", "clusters", "all", "all", "all")] == (1, 2, 3)
+
+
 def test_birth_cohort_is_the_school_year(spark):
     df = spark.createDataFrame([("2001-08-31",), ("2001-09-01",), ("1999-12-31",)], "d string")
     got = [r[0] for r in df.select(birth_cohort(F.to_date("d"))).collect()]

@@ -1,0 +1,91 @@
+"""Time parts of a refreshed linkage again, on its own staged records and clusters, so that a
+change to one part is measured before and after at full scale without a whole refresh.
+
+    python scripts/benchmark_link_parts.py --lakehouse DIR --release 2025 --label after \\
+        --out benchmarks/results/<date>-link-parts-full.json [--parts bounds,evaluate]
+
+Parts: ``bounds`` (the prediction rules' bounds over the staged records, caching them first,
+as the refresh's "bound blocking rules" stage does) and ``evaluate`` (quality of the staged
+clusters against truth, as its "evaluate against truth" stage does; written under the run's
+scratch, not the lakehouse). Each labelled run is added to --out with its seconds and
+figures, so "before" is the same script run with PYTHONPATH at the older code. Figures
+(bounds, quality rows) are kept so that a change is seen to give the same answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lakehouse", required=True)
+    parser.add_argument("--release", required=True)
+    parser.add_argument("--label", required=True, help="what this run measures, e.g. before or after")
+    parser.add_argument("--out", required=True, help="JSON file the run is added to")
+    parser.add_argument("--parts", default="bounds,evaluate")
+    parser.add_argument("--conf", default=str(ROOT / "conf" / "local.yaml"))
+    parser.add_argument("--linkage", default=str(ROOT / "conf" / "linkages" / "pnc_npd.yaml"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import datafirst_spark
+    from datafirst_spark.benchmarking import machine
+    from datafirst_spark.config import load_environment
+    from datafirst_spark.lakehouse import Lakehouse
+    from datafirst_spark.linkage.blocking import check_rules, concatenated
+    from datafirst_spark.linkage.model import MATCH_COLUMNS
+    from datafirst_spark.linkage.run import evaluate_against_truth, linkage_path
+    from datafirst_spark.linkage.spec import load_linkage_spec
+    from datafirst_spark.session import spark_run
+
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - {"bounds", "evaluate"})
+    if unknown:
+        parser.error(f"--parts: unknown part(s) {', '.join(unknown)}; known: bounds, evaluate")
+    env, spec, lakehouse = load_environment(args.conf), load_linkage_spec(args.linkage), Lakehouse.at(args.lakehouse)
+    run: dict = {"label": args.label, "code_version": datafirst_spark.code_version(),
+                 "code": str(Path(datafirst_spark.__file__).parent),
+                 "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": {}}
+    with spark_run(env, "benchmark-link-parts") as session:
+        spark = session.spark
+        if "bounds" in parts:
+            started = time.monotonic()
+            records = {name: spark.read.format("delta").load(lakehouse.staging(args.release, name, "records"))
+                       for name in spec.datasets}
+            concat = concatenated(records, MATCH_COLUMNS).cache()
+            bounds = check_rules(concat, spec.model.blocking_rules_to_generate_predictions, spec.link_type,
+                                 spec.max_comparisons, "prediction", str(spec.source_file),
+                                 spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown)
+            run["seconds"]["bounds"] = round(time.monotonic() - started, 1)
+            run["bounds"] = [vars(b) for b in bounds]
+            concat.unpersist()
+        if "evaluate" in parts:
+            started = time.monotonic()
+            clusters = spark.read.format("delta").load(linkage_path(lakehouse, args.release, spec.linkage, "clusters"))
+            rows = evaluate_against_truth(spark, lakehouse, args.release, spec, clusters,
+                                          f"{session.scratch_dir}/quality")
+            run["seconds"]["evaluate"] = round(time.monotonic() - started, 1)
+            run["quality"] = rows
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.exists() else {
+        "benchmark": "link-parts", "lakehouse": args.lakehouse, "release": args.release,
+        "command": " ".join(["python", "scripts/benchmark_link_parts.py", *sys.argv[1:]]),
+        "machine": machine(), "runs": []}
+    result["runs"].append(run)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps(run["seconds"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
