@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from datetime import datetime, timezone
@@ -35,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conf", default=str(ROOT / "conf" / "local.yaml"))
     parser.add_argument("--linkage", default=str(ROOT / "conf" / "linkages" / "pnc_npd.yaml"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     import datafirst_spark
     from datafirst_spark.benchmarking import machine
+    from datafirst_spark.cli import configure_logging
     from datafirst_spark.config import load_environment
     from datafirst_spark.lakehouse import Lakehouse
     from datafirst_spark.linkage.blocking import check_rules, concatenated
@@ -47,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from datafirst_spark.linkage.spec import load_linkage_spec
     from datafirst_spark.session import spark_run
 
+    configure_logging()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - {"bounds", "evaluate"})
     if unknown:

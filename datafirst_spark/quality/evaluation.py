@@ -97,24 +97,29 @@ def _pairs(n_a: F.Column, n_b: F.Column | None = None) -> F.Column:
     return (n_a * (n_a - 1) / 2).cast("long") if n_b is None else (n_a * n_b).cast("long")
 
 
+def _scope_pairs(scopes: list[tuple[str, str]]) -> dict[str, F.Column]:
+    """Per scope, the pairs in a group from its count of records of each dataset (``_n_<dataset>``)."""
+    return {_scope(a, b): _pairs(F.col(f"_n_{a}"), None if a == b else F.col(f"_n_{b}")) for a, b in scopes}
+
+
 def _pair_counts(grouped: DataFrame, keys: list[str], datasets: list[str], scopes: list[tuple[str, str]]) -> DataFrame:
     """Per ``keys``, the pairs of every scope within each group, from one aggregation:
     ``grouped`` has (group columns..., source_dataset, n) and is pivoted to one count per dataset."""
     counts = {d: F.sum(F.when(F.col("source_dataset") == d, F.col("n")).otherwise(0)) for d in datasets}
     return grouped.groupBy(*keys).agg(*[c.alias(f"_n_{d}") for d, c in counts.items()]).select(
-        *keys[:2], *[_pairs(F.col(f"_n_{a}"), None if a == b else F.col(f"_n_{b}")).alias(_scope(a, b))
-                     for a, b in scopes])
+        *keys[:2], *[pairs.alias(name) for name, pairs in _scope_pairs(scopes).items()])
 
 
 def _scope(a: str, b: str) -> str:
     return a if a == b else f"{a}-{b}"
 
 
-def pair_quality(linked: DataFrame, truth: DataFrame, datasets: list[str], methods: DataFrame) -> DataFrame:
+def pair_quality(linked: DataFrame, people_counts: DataFrame, datasets: list[str], methods: DataFrame) -> DataFrame:
     """Pairwise precision/recall within each dataset and across each pair of datasets.
 
     ``linked``: the labelled rows of clusters of two or more records (a cluster of one makes
-    no pair); ``methods``: every (method, threshold) to report, linked or not."""
+    no pair); ``people_counts``: each true person's records per dataset
+    (:func:`true_people`); ``methods``: every (method, threshold) to report, linked or not."""
     method = ["method", "threshold"]
     scopes = [(a, b) for i, a in enumerate(datasets) for b in datasets[i:]]
     names = [_scope(a, b) for a, b in scopes]
@@ -124,10 +129,7 @@ def pair_quality(linked: DataFrame, truth: DataFrame, datasets: list[str], metho
                              .groupBy(*method).agg(*[F.sum(n).alias(n) for n in names]), method, "left")
     true_pos = _pair_counts(by_both, [*method, "cluster_id", "true_person_id"], datasets, scopes) \
         .groupBy(*method).agg(*[F.sum(n).alias(n) for n in names])
-    by_person = truth.groupBy("true_person_id", "source_dataset").agg(F.count("*").alias("n"))
-    actual_row = _pair_counts(by_person.withColumn("method", F.lit("")).withColumn("threshold", F.lit(0.0)),
-                              ["method", "threshold", "true_person_id"], datasets, scopes) \
-        .agg(*[F.sum(n).alias(n) for n in names]).first()
+    actual_row = people_counts.agg(*[F.sum(pairs).alias(n) for n, pairs in _scope_pairs(scopes).items()]).first()
     # one row per (method, threshold, scope)
     scoped = lambda df, value: df.select(*method, F.inline(F.array(*[  # noqa: E731
         F.struct(F.lit(n).alias("scope"), F.col(n).alias(value)) for n in names])))
@@ -153,18 +155,28 @@ def cluster_quality(clusters: DataFrame, true_people: int) -> DataFrame:
              F.lit("all").alias("group_by"), F.lit("all").alias("group_value")))
 
 
-def labelled_clusters(membership: DataFrame, truth: DataFrame, people: DataFrame,
+def true_people(truth: DataFrame, datasets: list[str], link_from: str | None) -> DataFrame:
+    """Per true person: records in each dataset (``_n_<dataset>``), records in all
+    (``person_size``) and whether any is outside ``link_from`` (``linkable``)."""
+    counts = [F.count_if(F.col("source_dataset") == d).alias(f"_n_{d}") for d in datasets]
+    outside = [F.col(f"_n_{d}") for d in datasets if d != link_from]
+    return truth.groupBy("true_person_id").agg(*counts).select(
+        "*", reduce(lambda a, b: a + b, [F.col(f"_n_{d}") for d in datasets]).alias("person_size"),
+        (reduce(lambda a, b: a + b, outside) > 0 if link_from and outside else F.lit(False)).alias("linkable"))
+
+
+def labelled_clusters(membership: DataFrame, truth: DataFrame, people_counts: DataFrame, people: DataFrame,
                       link_from: str | None) -> DataFrame:
     """One row per predicted cluster, (method, threshold, cluster_id): its size, whether its
     records are one true person's and that person's number of records, and its records
     (``records``: source_dataset, source_record_id, true_person_id, whether the person is
-    linkable from ``link_from`` and the person's groups). Membership rows without truth are
-    left out."""
-    person = truth.groupBy("true_person_id").agg(
-        F.count("*").alias("person_size"),
-        (F.count_if(F.col("source_dataset") != link_from) > 0 if link_from else F.lit(False)).alias("linkable"))
-    facts = truth.join(person, "true_person_id").join(people.select("true_person_id", *GROUPS), "true_person_id",
-                                                      "left")
+    linkable from ``link_from`` and, for ``link_from`` records, the person's groups, the only
+    records whose groups are counted). Membership rows without truth are left out."""
+    is_from = F.col("source_dataset") == F.lit(link_from)
+    facts = truth.join(people_counts.select("true_person_id", "person_size", "linkable"), "true_person_id") \
+        .join(people.select("true_person_id", *GROUPS), "true_person_id", "left") \
+        .select("source_dataset", "source_record_id", "true_person_id", "person_size", "linkable",
+                *[F.when(is_from, F.col(g)).alias(g) for g in GROUPS])
     labelled = membership.select("method", "threshold", "cluster_id", "source_dataset", "source_record_id") \
         .join(facts, ["source_dataset", "source_record_id"])
     record = F.struct("source_dataset", "source_record_id", "true_person_id", "linkable", *GROUPS)
@@ -192,23 +204,26 @@ def evaluate(membership: DataFrame, truth: DataFrame, people: DataFrame, dataset
     method = ["method", "threshold"]
     truth = truth.filter(F.col("source_dataset").isin(datasets)).select(
         "source_dataset", "source_record_id", "true_person_id").persist(StorageLevel.MEMORY_AND_DISK)
-    clusters = labelled_clusters(membership, truth, people, link_from).persist(StorageLevel.DISK_ONLY)
+    people_counts = true_people(truth, datasets, link_from).persist(StorageLevel.MEMORY_AND_DISK)
+    clusters = labelled_clusters(membership, truth, people_counts, people, link_from) \
+        .persist(StorageLevel.DISK_ONLY)
     linked = clusters.filter(F.col("size") > 1).select(*method, "cluster_id", F.inline("records")) \
         .persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        true_people = truth.select("true_person_id").distinct().count()
-        by_cluster = cluster_quality(clusters, true_people).select(*QUALITY_COLUMNS)
-        by_cluster = spark.createDataFrame(by_cluster.collect(), by_cluster.schema)
-        parts = [pair_quality(linked, truth, datasets, by_cluster.select(*method))]
+        by_cluster = cluster_quality(clusters, people_counts.count()).select(*QUALITY_COLUMNS)
+        cluster_rows = by_cluster.collect()
+        methods = spark.createDataFrame(cluster_rows, by_cluster.schema).select(*method)
+        parts = [pair_quality(linked, people_counts, datasets, methods)]
         if link_from is not None:
             alone = clusters.filter(F.col("size") == 1).select(*method, F.inline("records")) \
                 .filter(F.col("source_dataset") == link_from)
             parts.insert(0, link_quality(linked, alone, link_from))
         result = reduce(DataFrame.unionByName, [part.select(*QUALITY_COLUMNS) for part in parts])
-        return spark.createDataFrame(result.collect() + by_cluster.collect(), result.schema)
+        return spark.createDataFrame(result.collect() + cluster_rows, result.schema)
     finally:
         linked.unpersist()
         clusters.unpersist()
+        people_counts.unpersist()
         truth.unpersist()
 
 
