@@ -5,9 +5,13 @@ change to one part is measured before and after at full scale without a whole re
         --out benchmarks/results/<date>-link-parts-full.json [--parts bounds,evaluate]
 
 Parts: ``bounds`` (the prediction rules' bounds over the staged records, caching them first,
-as the refresh's "bound blocking rules" stage does) and ``evaluate`` (quality of the staged
-clusters against truth, as its "evaluate against truth" stage does; written under the run's
-scratch, not the lakehouse). Each labelled run is added to --out with its seconds and
+as the refresh's "bound blocking rules" stage does), ``blocked-pairs`` (the pairs predict
+scores, made by :func:`~datafirst_spark.linkage.blocking.blocked_pairs` into scratch and
+counted per rule, from the records cached as the bounds leave them, as the refresh's
+"blocked pairs" stage does), ``splink-blocked-pairs`` (the same pairs made by Splink's own
+``compute_blocked_pairs_for_predict`` from the staged records, as that stage did before) and
+``evaluate`` (quality of the staged clusters against truth, as its "evaluate against truth"
+stage does; written under the run's scratch, not the lakehouse). Each labelled run is added to --out with its seconds and
 figures, so "before" is the same script run with PYTHONPATH at the older code. Figures
 (bounds, quality rows) are kept so that a change is seen to give the same answers.
 """
@@ -48,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = sorted(set(parts) - {"bounds", "evaluate"})
+    known = ("bounds", "blocked-pairs", "splink-blocked-pairs", "evaluate")
+    unknown = sorted(set(parts) - set(known))
     if unknown:
-        parser.error(f"--parts: unknown part(s) {', '.join(unknown)}; known: bounds, evaluate")
+        parser.error(f"--parts: unknown part(s) {', '.join(unknown)}; known: {', '.join(known)}")
     env, spec, lakehouse = load_environment(args.conf), load_linkage_spec(args.linkage), Lakehouse.at(args.lakehouse)
     run: dict = {"label": args.label, "code_version": datafirst_spark.code_version(),
                  "code": str(Path(datafirst_spark.__file__).parent),
@@ -59,15 +64,19 @@ def main(argv: list[str] | None = None) -> int:
         spark = session.spark
         if "bounds" in parts:
             started = time.monotonic()
-            records = {name: spark.read.format("delta").load(lakehouse.staging(args.release, name, "records"))
-                       for name in spec.datasets}
-            concat = concatenated(records, MATCH_COLUMNS).cache()
+            concat = concatenated(records_of(spark, lakehouse, args.release, spec), MATCH_COLUMNS).cache()
             bounds = check_rules(concat, spec.model.blocking_rules_to_generate_predictions, spec.link_type,
                                  spec.max_comparisons, "prediction", str(spec.source_file),
                                  spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown)
             run["seconds"]["bounds"] = round(time.monotonic() - started, 1)
             run["bounds"] = [vars(b) for b in bounds]
             concat.unpersist()
+        if "blocked-pairs" in parts:
+            run["blocked_pairs"] = _time_blocked_pairs(spark, spec, records_of(spark, lakehouse, args.release, spec),
+                                                       f"{session.scratch_dir}/blocked_pairs", run["seconds"])
+        if "splink-blocked-pairs" in parts:
+            run["splink_blocked_pairs"] = _time_splink_blocked_pairs(
+                spark, spec, records_of(spark, lakehouse, args.release, spec), run["seconds"])
         if "evaluate" in parts:
             started = time.monotonic()
             clusters = spark.read.format("delta").load(linkage_path(lakehouse, args.release, spec.linkage, "clusters"))
@@ -85,6 +94,40 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps(run["seconds"]))
     return 0
+
+
+def records_of(spark, lakehouse, release: str, spec) -> dict:
+    return {name: spark.read.format("delta").load(lakehouse.staging(release, name, "records"))
+            for name in spec.datasets}
+
+
+def _time_blocked_pairs(spark, spec, records: dict, path: str, seconds: dict) -> list:
+    from datafirst_spark.linkage.blocking import (
+        blocked_pair_counts,
+        concatenated,
+        prediction_blocked_pairs,
+    )
+    from datafirst_spark.linkage.model import MATCH_COLUMNS
+
+    concat = concatenated(records, MATCH_COLUMNS).cache()
+    concat.count()  # the refresh's bounds stage leaves the records cached: not timed here either
+    started = time.monotonic()
+    prediction_blocked_pairs(concat, spec).write.mode("overwrite").parquet(path)
+    counts = blocked_pair_counts(spark.read.parquet(path), spec)
+    seconds["blocked-pairs"] = round(time.monotonic() - started, 1)
+    concat.unpersist()
+    return counts
+
+
+def _time_splink_blocked_pairs(spark, spec, records: dict, seconds: dict) -> list:
+    from datafirst_spark.linkage.blocking import blocked_pair_counts
+    from datafirst_spark.linkage.model import linker_for, splink_settings
+
+    started = time.monotonic()
+    linker = linker_for(spark, spec, records, splink_settings(spec))  # blocking reads no trained parameter
+    counts = blocked_pair_counts(linker.inference.compute_blocked_pairs_for_predict().as_spark_dataframe(), spec)
+    seconds["splink-blocked-pairs"] = round(time.monotonic() - started, 1)
+    return counts
 
 
 if __name__ == "__main__":

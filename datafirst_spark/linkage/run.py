@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from ..config import ConfigError, EnvironmentConfig
 from ..lakehouse import Lakehouse, list_data_files, write_delta, write_json
 from ..timing import StageTimer
-from .blocking import blocked_pair_counts, check_rules, concatenated
+from .blocking import blocked_pair_counts, check_rules, concatenated, prediction_blocked_pairs
 from .clustering import PAIR_COLUMNS, cluster_at_thresholds
 from .deterministic import deterministic_pairs
 from .model import (
@@ -158,9 +158,13 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
 
     linker = linker_for(spark, spec, records, splink_settings(spec, saved.parameters))
     with timer.stage(f"{spec.linkage}: blocked pairs") as figures:
-        # made once and kept in Splink's cache: predict scores these very pairs
-        blocked = linker.inference.compute_blocked_pairs_for_predict()
-        report.blocking_counts = blocked_pair_counts(blocked.as_spark_dataframe(), spec)
+        # made once, in scratch, and handed to Splink: predict scores these very pairs
+        blocked_path = f"{scratch_dir}/blocked_pairs"
+        prediction_blocked_pairs(concat, spec).write.mode("overwrite").parquet(blocked_path)
+        blocked = spark.read.parquet(blocked_path)
+        linker.table_management.register_blocked_pairs_for_predict(
+            linker.table_management.register_table(blocked, f"__datafirst_blocked_pairs_{spec.linkage}", overwrite=True))
+        report.blocking_counts = blocked_pair_counts(blocked, spec)
         figures["rows"] = sum(c["marginal_comparisons"] for c in report.blocking_counts)
 
     with timer.stage(f"{spec.linkage}: predict") as figures:

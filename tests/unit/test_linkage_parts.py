@@ -11,7 +11,12 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from datafirst_spark.config import ConfigError
-from datafirst_spark.linkage.blocking import BlockingCeilingError, check_rules, rule_bound
+from datafirst_spark.linkage.blocking import (
+    BlockingCeilingError,
+    blocked_pairs,
+    check_rules,
+    rule_bound,
+)
 from datafirst_spark.linkage.clustering import PAIR_COLUMNS, cluster_at_thresholds
 from datafirst_spark.linkage.deterministic import deterministic_pairs
 from datafirst_spark.linkage.spec import BlockingRuleSpec, DeterministicPass, load_linkage_spec
@@ -169,6 +174,59 @@ def test_splink_makes_only_the_pairs_the_within_dataset_condition_allows(spark, 
         expected |= {ids(f"{n} n4") for n in ("n1", "n2", "n3")}
     assert {tuple(sorted(k.split("-__-")[-1] for k in pair)) for pair in pairs} == expected
     assert blocked.count() == len(expected)  # the exploded rule adds none the first rule made
+
+
+@pytest.fixture(scope="module")
+def crowd(spark):
+    """Twenty records drawn from few names, birthdays and areas, so that every shipped rule
+    makes pairs, later rules remake earlier ones' and aliases agree more than once."""
+    from datafirst_spark.standardise import STANDARDISED_SCHEMA
+
+    forenames, surnames = ["JACK", "JOHN", "AMY"], ["SMITH", "JONES"]
+    dobs, areas = [date(2001, 5, 4), date(2001, 4, 5), date(2002, 5, 4)], ["B", "M", None]
+    blank = {f.name: None for f in STANDARDISED_SCHEMA.fields}
+    records = []
+    for i in range(20):
+        forename, surname, dob = forenames[i % 3], surnames[i % 2], dobs[i % 3 if i % 7 else 0]
+        if i == 13:
+            forename, surname = surname, forename
+        records.append(blank | {
+            "source_dataset": "pnc" if i % 4 == 0 else "npd", "source_record_id": f"r{i}", "release": "2025",
+            "forename": forename, "forename_canonical": "JOHN" if forename == "JACK" else forename,
+            "surname": surname, "dob": dob, "dob_year": dob.year, "forename_dm": forename[:2], "surname_dm": surname[:2],
+            "postcode_district": f"{areas[i % 3] or 'X'}{i % 2}", "postcode_area": areas[i % 3], "aliases": [],
+            "alias_dobs": [], "all_forenames": [forename] + (["JOHN", "JACK"] if i % 3 == 0 else []),
+            "all_surnames": [surname] + (["SMITH"] if i % 4 == 1 else []),
+            "all_dobs": [dob] + ([dobs[1]] if i % 5 == 0 else []),
+        })
+    return spark.createDataFrame(records, STANDARDISED_SCHEMA)
+
+
+@pytest.mark.parametrize(("link_type", "within", "compare_unknown"), [
+    ("link_and_dedupe", {}, False), ("link_and_dedupe", {"npd": ["postcode_area"]}, False),
+    ("link_and_dedupe", {"npd": ["postcode_area"]}, True), ("link_only", {}, False), ("dedupe_only", {}, False)])
+def test_blocked_pairs_are_the_pairs_and_match_keys_splink_makes(spark, tmp_path, crowd, link_type, within,
+                                                                 compare_unknown):
+    from datafirst_spark.linkage.blocking import concatenated
+    from datafirst_spark.linkage.model import MATCH_COLUMNS, linker_for, splink_settings
+
+    def variant(d):
+        d["link_type"], d["model"]["within_dataset_block_on"] = link_type, within
+        if link_type == "dedupe_only":
+            d["datasets"], d["link_from"] = ["npd"], None
+        d["model"]["within_dataset_compare_unknown"] = compare_unknown
+
+    spec = load_linkage_spec(write_variant(tmp_path, variant))
+    records = {name: crowd.filter(F.col("source_dataset") == name) for name in spec.datasets}
+    rules = spec.model.blocking_rules_to_generate_predictions
+    ours = blocked_pairs(concatenated(records, MATCH_COLUMNS), rules, link_type, within, compare_unknown)
+    linker = linker_for(spark, spec, records, splink_settings(spec))
+    splinks = linker.inference.compute_blocked_pairs_for_predict().as_spark_dataframe()
+    assert_df_equality(ours, splinks.select("match_key", "join_key_l", "join_key_r"), ignore_row_order=True,
+                       ignore_nullable=True)
+    # the case is not trivial: most rules make pairs of their own, aliases included
+    keys = {row["match_key"] for row in ours.collect()}
+    assert len(keys) >= 5 and {"4", "5"} & keys
 
 
 def test_within_dataset_block_on_names_a_dataset_of_the_linkage(tmp_path):
