@@ -102,18 +102,14 @@ def records_of(spark, lakehouse, release: str, spec) -> dict:
 
 
 def _time_blocked_pairs(spark, spec, records: dict, path: str, seconds: dict) -> list:
-    from datafirst_spark.linkage.blocking import (
-        blocked_pair_counts,
-        concatenated,
-        prediction_blocked_pairs,
-    )
+    from datafirst_spark.linkage.blocking import blocked_pair_counts, concatenated
     from datafirst_spark.linkage.model import MATCH_COLUMNS
+    from datafirst_spark.linkage.run import written_blocked_pairs
 
     concat = concatenated(records, MATCH_COLUMNS).cache()
     concat.count()  # the refresh's bounds stage leaves the records cached: not timed here either
     started = time.monotonic()
-    prediction_blocked_pairs(concat, spec).write.mode("overwrite").parquet(path)
-    counts = blocked_pair_counts(spark.read.parquet(path), spec)
+    counts = blocked_pair_counts(written_blocked_pairs(spark, concat, spec, path), spec)
     seconds["blocked-pairs"] = round(time.monotonic() - started, 1)
     concat.unpersist()
     return counts

@@ -16,8 +16,8 @@ reads anyway.
 Splink makes the same pairs itself from the rules, but each of its joins carries every
 earlier rule's columns (arrays too) to drop the pairs an earlier rule made, and an exploded
 rule drops duplicates of its own before the union is deduplicated again. Here each rule's
-join carries only its keys, the record's id and the within-dataset values; one group-by
-over the union keeps each pair once under its first rule. Same pairs, same match keys
+join carries only the columns of its own condition (the one Splink is given) and the
+record's id; one group-by over the union keeps each pair once under its first rule. Same pairs, same match keys
 (``tests/unit/test_linkage_parts.py`` checks them against Splink's own).
 """
 
@@ -27,11 +27,12 @@ import logging
 from dataclasses import dataclass
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from splink.internals.unique_id_concat import CONCAT_SEPARATOR
 
 from ..config import ConfigError
+from .clustering import node_id
+from .model import RECORD_SOURCE, prediction_blocking_rule
 from .spec import BlockingRuleSpec, LinkageSpec
 
 log = logging.getLogger(__name__)
@@ -126,75 +127,48 @@ def check_rules(records: DataFrame, rules: list[BlockingRuleSpec], link_type: st
     return bounds
 
 
-def blocked_pairs(records: DataFrame, rules: list[BlockingRuleSpec], link_type: str,
-                  within: dict[str, list[str]] | None = None, compare_unknown: bool = False) -> DataFrame:
-    """The pairs Splink's blocking makes for ``rules`` over the concatenated records, in the
-    shape of its ``__splink__blocked_id_pairs``: (match_key, join_key_l, join_key_r), where a
-    join key is Splink's record id (``<source_dataset>-__-<source_record_id>``; the
-    ``source_record_id`` alone for ``dedupe_only``), the left one the lesser, and match_key the index (as a string) of the first rule that makes the
-    pair. A pair is made by a rule when the rule's keys agree (none null) and, for two records
-    of a dataset in ``within``, its expressions agree too (or, with ``compare_unknown``, either
-    lacks one), as :func:`datafirst_spark.linkage.model.prediction_blocking_rule` tells Splink;
-    ``link_only`` pairs records of different datasets only.
+def blocked_pairs(records: DataFrame, spec: LinkageSpec) -> DataFrame:
+    """The pairs Splink's blocking makes for the spec's prediction rules over its
+    concatenated records, in the shape of its ``__splink__blocked_id_pairs``: (match_key,
+    join_key_l, join_key_r), where a join key is Splink's record id (as
+    :func:`~datafirst_spark.linkage.clustering.node_id` makes it; the ``source_record_id``
+    alone for ``dedupe_only``), the left one the lesser, and match_key the index (as a
+    string) of the first rule that makes the pair. Each rule joins on the very condition
+    Splink is given (:func:`~datafirst_spark.linkage.model.prediction_blocking_rule`: its keys
+    and the within-dataset condition), so Spark reads only the columns that names.
 
     Hand it to Splink with ``linker.table_management.register_blocked_pairs_for_predict``.
     """
-    made = [_rule_pairs(records, rule, link_type, within or {}, compare_unknown).withColumn("match_key", F.lit(k))
-            for k, rule in enumerate(rules)]
-    if not made:
-        raise ValueError("blocked_pairs: no blocking rules")
+    rules = spec.model.blocking_rules_to_generate_predictions
+    if not rules:
+        raise ValueError(f"{spec.linkage}: blocked_pairs: no prediction blocking rules")
+    made = [_rule_pairs(records, rule, spec).withColumn("match_key", F.lit(k)) for k, rule in enumerate(rules)]
+    # an exploded rule meets a pair once per agreeing element, and later rules remake earlier
+    # rules' pairs: one group-by keeps each pair once, under its first rule
     return (reduce(DataFrame.unionAll, made).groupBy("join_key_l", "join_key_r")
             .agg(F.min("match_key").cast("string").alias("match_key"))
             .select("match_key", "join_key_l", "join_key_r"))
 
 
-def prediction_blocked_pairs(records: DataFrame, spec: LinkageSpec) -> DataFrame:
-    """:func:`blocked_pairs` of the spec's prediction rules over its concatenated records."""
-    return blocked_pairs(records, spec.model.blocking_rules_to_generate_predictions, spec.link_type,
-                         spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown)
-
-
-def _splink_record_id(link_type: str) -> Column:
+def _rule_pairs(records: DataFrame, rule: BlockingRuleSpec, spec: LinkageSpec) -> DataFrame:
     # Splink leaves the dataset out of its record ids when deduplicating one dataset
-    if link_type == "dedupe_only":
-        return F.col("source_record_id")
-    return F.concat_ws(CONCAT_SEPARATOR, "source_dataset", "source_record_id")
-
-
-def _rule_pairs(records: DataFrame, rule: BlockingRuleSpec, link_type: str, within: dict[str, list[str]],
-                compare_unknown: bool) -> DataFrame:
-    df = records
+    splink_id = F.col("source_record_id") if spec.link_type == "dedupe_only" else \
+        node_id("source_dataset", "source_record_id")
+    df = records.withColumns({RECORD_SOURCE: F.col("source_dataset"), "_id": splink_id})
     for column in rule.explode:
         df = df.withColumn(column, F.explode(column))
-    keys = [F.expr(expression).alias(f"_key{i}") for i, expression in enumerate(rule.block_on)]
-    names = [f"_key{i}" for i in range(len(keys))]
-    values = {dataset: [f"_within{d}_{j}" for j in range(len(expressions))]
-              for d, (dataset, expressions) in enumerate(within.items())}
-    blocks = df.select(
-        *keys, F.col("source_dataset").alias("_dataset"),
-        _splink_record_id(link_type).alias("_id"),
-        *[F.expr(e).alias(name) for expressions, columns in zip(within.values(), values.values(), strict=True)
-          for e, name in zip(expressions, columns, strict=True)],
-    ).dropna(subset=names)
-    # an exploded rule meets the same pair once per agreeing element: the group-by of
-    # blocked_pairs keeps one
-    left, right = (blocks.select([F.col(c).alias(f"{c}_{side}") for c in blocks.columns]) for side in "lr")
-    condition = reduce(Column.__and__, [left[f"{n}_l"] == right[f"{n}_r"] for n in names])
-    condition &= left["_id_l"] < right["_id_r"]
-    if link_type == "link_only":
-        condition &= left["_dataset_l"] != right["_dataset_r"]
-    for dataset, columns in values.items():
-        agreements = [left[f"{c}_l"] == right[f"{c}_r"] for c in columns]
-        either = [left["_dataset_l"] != dataset, right["_dataset_r"] != dataset, reduce(Column.__and__, agreements)]
-        if compare_unknown:
-            either += [a.isNull() for a in agreements]
-        condition &= F.coalesce(reduce(Column.__or__, either), F.lit(False))
-    return left.join(right, condition).select(F.col("_id_l").alias("join_key_l"), F.col("_id_r").alias("join_key_r"))
+    condition = F.expr(prediction_blocking_rule(rule, spec).get_blocking_rule("spark").blocking_rule_sql)
+    condition &= F.col("l._id") < F.col("r._id")
+    if spec.link_type == "link_only":
+        condition &= F.col("l.source_dataset") != F.col("r.source_dataset")
+    return df.alias("l").join(df.alias("r"), condition).select(
+        F.col("l._id").alias("join_key_l"), F.col("r._id").alias("join_key_r"))
 
 
 def blocked_pair_counts(blocked_pairs: DataFrame, spec: LinkageSpec) -> list[dict[str, object]]:
-    """Marginal and cumulative comparisons per prediction rule, counted on Splink's blocked
-    id pairs (``linker.inference.compute_blocked_pairs_for_predict()``, whose ``match_key``
+    """Marginal and cumulative comparisons per prediction rule, counted on blocked id pairs in
+    Splink's shape (:func:`blocked_pairs`, or Splink's own
+    ``linker.inference.compute_blocked_pairs_for_predict()``, whose ``match_key``
     is the index of the first rule that makes the pair)."""
     counted = {str(row["match_key"]): row["count"] for row in blocked_pairs.groupBy("match_key").count().collect()}
     counts, cumulative = [], 0

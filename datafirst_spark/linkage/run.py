@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from ..config import ConfigError, EnvironmentConfig
 from ..lakehouse import Lakehouse, list_data_files, write_delta, write_json
 from ..timing import StageTimer
-from .blocking import blocked_pair_counts, check_rules, concatenated, prediction_blocked_pairs
+from .blocking import blocked_pair_counts, blocked_pairs, check_rules, concatenated
 from .clustering import PAIR_COLUMNS, cluster_at_thresholds
 from .deterministic import deterministic_pairs
 from .model import (
@@ -159,9 +159,7 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
     linker = linker_for(spark, spec, records, splink_settings(spec, saved.parameters))
     with timer.stage(f"{spec.linkage}: blocked pairs") as figures:
         # made once, in scratch, and handed to Splink: predict scores these very pairs
-        blocked_path = f"{scratch_dir}/blocked_pairs"
-        prediction_blocked_pairs(concat, spec).write.mode("overwrite").parquet(blocked_path)
-        blocked = spark.read.parquet(blocked_path)
+        blocked = written_blocked_pairs(spark, concat, spec, f"{scratch_dir}/blocked_pairs")
         linker.table_management.register_blocked_pairs_for_predict(
             linker.table_management.register_table(blocked, f"__datafirst_blocked_pairs_{spec.linkage}", overwrite=True))
         report.blocking_counts = blocked_pair_counts(blocked, spec)
@@ -220,6 +218,13 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
             report.tables["quality"] = out("quality")
     concat.unpersist()
     return _finish(spark, report, timer, started, out(REPORT_FILE))
+
+
+def written_blocked_pairs(spark: SparkSession, records: DataFrame, spec: LinkageSpec, path: str) -> DataFrame:
+    """:func:`~.blocking.blocked_pairs` of the concatenated records, written to ``path``
+    (parquet, in scratch) and read back: made once, counted and scored from there."""
+    blocked_pairs(records, spec).write.mode("overwrite").parquet(path)
+    return spark.read.parquet(path)
 
 
 def evaluate_against_truth(spark: SparkSession, lakehouse: Lakehouse, release: str, spec: LinkageSpec,

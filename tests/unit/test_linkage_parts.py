@@ -218,8 +218,7 @@ def test_blocked_pairs_are_the_pairs_and_match_keys_splink_makes(spark, tmp_path
 
     spec = load_linkage_spec(write_variant(tmp_path, variant))
     records = {name: crowd.filter(F.col("source_dataset") == name) for name in spec.datasets}
-    rules = spec.model.blocking_rules_to_generate_predictions
-    ours = blocked_pairs(concatenated(records, MATCH_COLUMNS), rules, link_type, within, compare_unknown)
+    ours = blocked_pairs(concatenated(records, MATCH_COLUMNS), spec)
     linker = linker_for(spark, spec, records, splink_settings(spec))
     splinks = linker.inference.compute_blocked_pairs_for_predict().as_spark_dataframe()
     assert_df_equality(ours, splinks.select("match_key", "join_key_l", "join_key_r"), ignore_row_order=True,
