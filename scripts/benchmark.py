@@ -14,7 +14,8 @@ each job in its own process:
 
 The result (per-stage seconds, comparisons per blocking rule, predict throughput, rows in
 and out, peak memory, scratch, quality, ratios against each alternative, the issue's
-targets, machine and versions) goes to benchmarks/results/<date>-refresh-<scale>.json.
+targets, machine and versions) goes to benchmarks/results/<date>-refresh-<scale>.json
+(<date>-<time>-refresh-<scale>.json if the day already has one).
 Exit codes: 0 done (targets met or not), 1 a job failed, 2 bad arguments or lakehouse.
 ``--table`` prints the README's table of the latest result per scale instead, and
 ``--profile RESULT`` a result's refresh profile (where the time went, stage by stage).

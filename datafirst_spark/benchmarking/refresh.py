@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -104,10 +104,24 @@ def cost_exponent(rows_small: int, seconds_small: float, rows_large: int, second
     return round(math.log(seconds_large / seconds_small) / math.log(rows_large / rows_small), 3)
 
 
+def recorded_results(results: Path, pattern: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The result files matching ``pattern`` with their contents, oldest first by when each was
+    recorded (not by name: a second run on one day is named after the first's)."""
+    found = [(path, json.loads(path.read_text())) for path in results.glob(pattern)]
+    return sorted(found, key=lambda found: (found[1].get("recorded_at", ""), found[0].name))
+
+
 def previous_result(results: Path, scale: str, benchmark: str = "refresh") -> dict[str, Any] | None:
     """The latest committed result of ``benchmark`` at ``scale``, if any."""
-    found = sorted(results.glob(f"*-{benchmark}-{scale}.json"))
-    return json.loads(found[-1].read_text()) if found else None
+    found = recorded_results(results, f"*-{benchmark}-{scale}.json")
+    return found[-1][1] if found else None
+
+
+def new_result_path(results: Path, scale: str, now: datetime) -> Path:
+    """``<date>-refresh-<scale>.json``; ``<date>-<time>-refresh-<scale>.json`` when the day's
+    name is taken, so a second run on one day does not overwrite the first's figures."""
+    path = results / f"{now:%Y-%m-%d}-refresh-{scale}.json"
+    return path if not path.exists() else results / f"{now:%Y-%m-%d-%H%M%S}-refresh-{scale}.json"
 
 
 def _profile(event_log: Path | None, events: Path) -> dict[str, Any]:
@@ -209,7 +223,7 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
         "benchmark": "refresh",
         "scale": request.scale,
         "release": release,
-        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "code_version": linkage_report.get("code_version") or _code_version(),
         "input_rows": rows,
         "machine": machine(),
@@ -222,7 +236,7 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
         "notes": request.notes,
     }
     request.results.mkdir(parents=True, exist_ok=True)
-    path = request.results / f"{datetime.now(timezone.utc):%Y-%m-%d}-refresh-{request.scale}.json"
+    path = new_result_path(request.results, request.scale, datetime.now(UTC))
     medium = previous_result(request.results, "medium")
 
     def save() -> None:
@@ -343,8 +357,7 @@ def targets(result: dict[str, Any], medium: dict[str, Any] | None) -> list[dict[
 def results_table(results: Path) -> str:
     """The README's table: the latest refresh result at each scale, smallest first."""
     latest: dict[str, dict[str, Any]] = {}
-    for path in sorted(results.glob("*-refresh-*.json")):
-        result = json.loads(path.read_text())
+    for path, result in recorded_results(results, "*-refresh-*.json"):
         latest[result["scale"]] = result | {"_file": path.name}
     header = ("| scale | records | refresh s | ingest s | link s | publish s | qa s | peak GiB | comparisons "
               "| predict comparisons/s | DuckDB predict comparisons/s | untuned Spark recipe s | recall@0.9 "

@@ -8,8 +8,19 @@ import duckdb
 import pytest
 
 from datafirst_spark.benchmarking import folder_bytes
-from datafirst_spark.benchmarking.alternatives import duckdb_settings, scoring_settings, to_duckdb_sql
-from datafirst_spark.benchmarking.refresh import cost_exponent, ratios, targets
+from datafirst_spark.benchmarking.alternatives import (
+    duckdb_settings,
+    scoring_settings,
+    to_duckdb_sql,
+)
+from datafirst_spark.benchmarking.refresh import (
+    cost_exponent,
+    new_result_path,
+    previous_result,
+    ratios,
+    results_table,
+    targets,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -176,6 +187,22 @@ def test_wall_time_target_applies_at_full_scale_only():
     result = _result(scale="medium", wall=4000.0)
     result["ratios"] = ratios(result)
     assert by_name(targets(result, None))["refresh wall time"]["met"] is None
+
+
+def test_a_second_run_on_one_day_keeps_the_first_and_is_the_latest(tmp_path):
+    from datetime import UTC, datetime
+
+    morning, evening = (datetime(2026, 12, 4, hour, 5, 9, tzinfo=UTC) for hour in (4, 18))
+    first = new_result_path(tmp_path, "full", morning)
+    assert first.name == "2026-12-04-refresh-full.json"
+    first.write_text(json.dumps(_result(wall=6000.0) | {"recorded_at": morning.isoformat(), "ratios": {}}))
+    second = new_result_path(tmp_path, "full", evening)
+    assert second.name == "2026-12-04-180509-refresh-full.json"
+    # named so that it sorts before the first: the latest is the one recorded last
+    second.write_text(json.dumps(_result(wall=4000.0) | {"recorded_at": evening.isoformat(), "ratios": {}}))
+    assert previous_result(tmp_path, "full")["refresh"]["wall_seconds"] == 4000.0
+    rows = results_table(tmp_path).splitlines()[2:]
+    assert len(rows) == 1 and "| 4000.0 |" in rows[0] and second.name in rows[0]
 
 
 def test_folder_bytes_counts_files_below_and_is_zero_for_a_missing_folder(tmp_path):
