@@ -24,14 +24,15 @@ MASTER_PORT, WEBUI_PORT = 7177, 8180  # away from the defaults a developer's own
 
 
 def cluster_script(*args, env):
-    return subprocess.run(["bash", str(ROOT / "scripts" / "cluster.sh"), *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(["bash", str(ROOT / "scripts" / "cluster.sh"), *args], check=False, capture_output=True,
+                          text=True, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    # two slots per worker, so that the one left after the kill still runs a task per core
     env = {**os.environ, "CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster")), "MASTER_PORT": str(MASTER_PORT),
-           "MASTER_WEBUI_PORT": str(WEBUI_PORT), "WORKERS": "2", "WORKER_CORES": "1", "WORKER_MEMORY": "3g",
+           "MASTER_WEBUI_PORT": str(WEBUI_PORT), "WORKERS": "2", "WORKER_CORES": "2", "WORKER_MEMORY": "3g",
            "PYTHON": sys.executable}
     started = cluster_script("start", env=env)
     assert started.returncode == 0, started.stdout + started.stderr
@@ -49,7 +50,7 @@ def cluster_refresh(cluster, refreshed_release, test_environment, tmp_path_facto
     conf = yaml.safe_load(test_environment.path.read_text())
     conf["scratch_root"] = str(root / "scratch")
     conf["spark"] |= {"master": cluster["master"], "driver_memory": "3g", "executor_memory": "2g",
-                      "executor_cores": 1, "shuffle_partitions": 4,
+                      "executor_cores": 2, "shuffle_partitions": 4,
                       "extra": {**conf["spark"].get("extra", {}),
                                 "spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods"}}
     conf_path = root / "cluster.yaml"
