@@ -73,15 +73,9 @@ def test_environment(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pyt
             driver_memory="6g",
             shuffle_partitions=2,
             ui_enabled=False,
-            extra={
-                # as in conf/local.yaml: the generator's wide projections must be JIT-compiled
-                "spark.driver.extraJavaOptions": "-XX:-DontCompileHugeMethods",
-                # Delta rebuilds a table's state in 50 partitions by default: 50 tasks per
-                # snapshot, hundreds of snapshots per refresh. A tiny release's tables have a
-                # few files each; with 2, a tiny refresh reached its last curated commit in
-                # 302 s instead of 534 s (README, Tests).
-                "spark.databricks.delta.snapshotPartitions": "2",
-            },
+            # as in conf/local.yaml, which says why (and README, Tests, what each saves here)
+            extra={"spark.driver.extraJavaOptions": "-XX:-DontCompileHugeMethods",
+                   "spark.databricks.delta.snapshotPartitions": "2"},
         ).model_dump(exclude_none=True),
     }
     path = root / "test.yaml"
