@@ -205,6 +205,18 @@ def test_a_second_run_on_one_day_keeps_the_first_and_is_the_latest(tmp_path):
     assert len(rows) == 1 and "| 4000.0 |" in rows[0] and second.name in rows[0]
 
 
+def test_the_table_shows_peak_pss_and_marks_rss_from_results_without_it(tmp_path):
+    with_pss = _result(scale="full", wall=5000.0, peak=24.7)
+    with_pss["refresh"]["peak_process_tree_pss_gib"] = 15.7
+    without = _result(scale="medium", wall=800.0, peak=10.9) | {"input_rows": 1_665_000}
+    for name, result in (("2026-12-04-refresh-full.json", with_pss), ("2026-12-02-refresh-medium.json", without)):
+        (tmp_path / name).write_text(json.dumps(result | {"recorded_at": "2026-12-04T00:00:00+00:00", "ratios": {}}))
+    header, _, medium, full = results_table(tmp_path).splitlines()
+    assert "| peak GiB (PSS) |" in header
+    assert "| 15.7 |" in full and "24.7" not in full
+    assert "| 10.9 (RSS) |" in medium
+
+
 def test_folder_bytes_counts_files_below_and_is_zero_for_a_missing_folder(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "one").write_bytes(b"x" * 10)
