@@ -13,6 +13,7 @@ fails instead of publishing.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from functools import reduce
 
@@ -21,12 +22,13 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..lakehouse import check_release
+from ..lakehouse import check_release, hadoop_file_system
 
 log = logging.getLogger(__name__)
 
 RELEASE_METADATA = "release="  # a release's commit carries userMetadata "release=<R>"
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+_COMMIT_OR_CHECKPOINT = re.compile(r"^\d{20}\.(json|checkpoint.*\.parquet)$")
 
 TEN_YEARS = "interval 3653 days"
 RETENTION_PROPERTIES = {
@@ -49,22 +51,46 @@ def _sql_path(path: str) -> str:
     return "delta.`" + path.replace("`", "``") + "`"
 
 
-def ensure_table(spark: SparkSession, table: CuratedTable, path: str, schema) -> None:  # noqa: ANN001
-    """Create the table with its properties and constraints if it does not exist yet."""
-    if DeltaTable.isDeltaTable(spark, path):
+def ensure_table(spark: SparkSession, table: CuratedTable, path: str, schema) -> None:
+    """Create the table with its properties and constraints if it does not exist yet, and
+    add any constraint it lacks.
+
+    Both repair what a killed run can leave behind: a log folder whose first commit was never
+    made (a table that was never visible to anyone; Delta refuses to create a table there), and
+    a table created without the constraints that follow creation in separate commits."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        _remove_uncommitted_log(spark, table, path)
+        missing = [c for c in table.not_null if c not in schema.fieldNames()]
+        if missing:
+            raise ValueError(f"curated table {table.name}: rows have no {', '.join(missing)} column")
+        builder = DeltaTable.createIfNotExists(spark).location(path)
+        for column in schema.fields:  # Delta cannot make a column NOT NULL later, so at creation
+            builder = builder.addColumn(column.name, column.dataType, nullable=column.name not in table.not_null)
+        for key, value in RETENTION_PROPERTIES.items():
+            builder = builder.property(key, value)
+        builder.execute()
+        log.info("curated table %s created at %s", table.name, path)
+    if not table.checks:
         return
-    missing = [c for c in table.not_null if c not in schema.fieldNames()]
-    if missing:
-        raise ValueError(f"curated table {table.name}: rows have no {', '.join(missing)} column")
-    builder = DeltaTable.createIfNotExists(spark).location(path)
-    for column in schema.fields:  # Delta cannot make a column NOT NULL later, so at creation
-        builder = builder.addColumn(column.name, column.dataType, nullable=column.name not in table.not_null)
-    for key, value in RETENTION_PROPERTIES.items():
-        builder = builder.property(key, value)
-    builder.execute()
+    properties = DeltaTable.forPath(spark, path).detail().first()["properties"]
     for name, condition in table.checks.items():
-        spark.sql(f"ALTER TABLE {_sql_path(path)} ADD CONSTRAINT {name} CHECK ({condition})")
-    log.info("curated table %s created at %s", table.name, path)
+        if f"delta.constraints.{name.lower()}" not in properties:
+            spark.sql(f"ALTER TABLE {_sql_path(path)} ADD CONSTRAINT {name} CHECK ({condition})")
+            log.info("curated table %s: constraint %s added", table.name, name)
+
+
+def _remove_uncommitted_log(spark: SparkSession, table: CuratedTable, path: str) -> None:
+    # no commit file and no checkpoint: the log holds only a commit's temporary files
+    hadoop_path, fs = hadoop_file_system(spark, f"{path}/_delta_log")
+    if not fs.exists(hadoop_path):
+        return
+    names = [s.getPath().getName() for s in fs.listStatus(hadoop_path)]
+    if any(_COMMIT_OR_CHECKPOINT.match(name) for name in names):
+        raise ValueError(f"curated table {table.name}: {path}/_delta_log holds commits but is not a readable "
+                         "Delta table; it needs a person to look at it")
+    log.warning("curated table %s: %s/_delta_log holds no commit (%s), left by a run stopped while creating "
+                "the table; removing it", table.name, path, ", ".join(sorted(names)) or "empty")
+    fs.delete(hadoop_path, True)
 
 
 def write_release(spark: SparkSession, table: CuratedTable, path: str, rows: DataFrame, release: str) -> int:

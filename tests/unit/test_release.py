@@ -58,3 +58,36 @@ def test_retention_keeps_ten_years_and_constraints_refuse_bad_rows(spark, tmp_pa
     with pytest.raises(Exception, match="(?i)schema"):
         write_release(spark, LINKS, path, extra, "2026")
     assert set(release_versions(spark, path)) == {"2025"}  # none of the refused writes committed
+
+
+def test_a_table_whose_creation_was_killed_is_created_and_written(spark, tmp_path):
+    # what a SIGKILL during creation leaves: the first commit's temporary file, never renamed
+    log_folder = tmp_path / "person_links" / "_delta_log"
+    (log_folder / "_staged_commits").mkdir(parents=True)
+    (log_folder / ".00000000000000000000.json.59ab1ea8.tmp").write_text('{"commitInfo":{}}')
+    path = str(tmp_path / "person_links")
+    version = write_release(spark, LINKS, path, rows(spark, "2025", [("r1", 1, 0.99)]), "2025")
+    assert release_versions(spark, path) == {"2025": version}
+    assert not list(log_folder.glob(".*.tmp"))
+    with pytest.raises(Exception, match="probability_in_range"):
+        write_release(spark, LINKS, path, rows(spark, "2026", [("r1", 1, 1.5)]), "2026")
+
+
+def test_a_table_created_without_its_constraints_gets_them_on_the_next_write(spark, tmp_path):
+    path = str(tmp_path / "person_links")
+    write_release(spark, CuratedTable("person_links", not_null=LINKS.not_null), path,
+                  rows(spark, "2025", [("r1", 1, 0.99)]), "2025")  # as if killed before its constraints
+    write_release(spark, LINKS, path, rows(spark, "2026", [("r1", 1, 0.98)]), "2026")
+    properties = DeltaTable.forPath(spark, path).detail().first()["properties"]
+    assert properties["delta.constraints.probability_in_range"] == "match_probability BETWEEN 0 AND 1"
+    with pytest.raises(Exception, match="probability_in_range"):
+        write_release(spark, LINKS, path, rows(spark, "2027", [("r1", 1, 1.5)]), "2027")
+
+
+def test_a_log_with_commits_that_is_not_a_table_is_refused_not_removed(spark, tmp_path):
+    log_folder = tmp_path / "person_links" / "_delta_log"
+    log_folder.mkdir(parents=True)
+    (log_folder / "00000000000000000000.json").write_text("not json")
+    with pytest.raises(Exception, match="(?i)holds commits|delta|json"):
+        write_release(spark, LINKS, str(tmp_path / "person_links"), rows(spark, "2025", [("r1", 1, 0.99)]), "2025")
+    assert (log_folder / "00000000000000000000.json").exists()
