@@ -6,6 +6,7 @@ import hashlib
 import hmac
 
 import pytest
+from pyspark.sql import functions as F
 
 from datafirst_spark.deidentify import (
     MIN_KEY_BYTES,
@@ -13,6 +14,7 @@ from datafirst_spark.deidentify import (
     RESEARCH_RECORD_COLUMNS,
     PseudonymKeyError,
     load_pseudonym_key,
+    pseudonym_of,
     pseudonymise_record_keys,
     research_records,
     throwaway_key,
@@ -89,3 +91,20 @@ def test_no_key_or_a_short_one_is_refused_without_showing_it(tmp_path, monkeypat
 def test_throwaway_keys_differ_and_are_long_enough():
     first, second = throwaway_key(), throwaway_key()
     assert first != second and len(first) >= MIN_KEY_BYTES
+
+
+def test_pseudonyms_over_many_arrow_batches_and_nulls_match_the_python_function(spark, capsys):
+    # Arrow batches of 7 rows: the function is keyed afresh per batch and copied per record
+    rows = [("npd" if i % 3 else "pnc", None if i % 11 == 0 else f"R{i:09d}") for i in range(50)]
+    df = spark.createDataFrame(rows, "source_dataset string, source_record_id string")
+    previous = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "7")
+    try:
+        out = pseudonymise_record_keys(df.withColumn("record_id", F.col("source_record_id")), KEY)
+        got = {(r["source_dataset"], r["record_id"]): r["record_pseudonym"] for r in out.collect()}
+        out.explain(extended=True)
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
+    assert got == {(d, r): (pseudonym_of(KEY, d, r) if r is not None else None) for d, r in rows}
+    plan = capsys.readouterr().out
+    assert "ArrowEvalPython" in plan and KEY.decode() not in plan and KEY.hex() not in plan
