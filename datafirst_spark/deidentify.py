@@ -62,7 +62,11 @@ def throwaway_key() -> bytes:
 
 def pseudonym_of(key: bytes, dataset: str, record_id: str) -> str:
     """The pseudonym of one record, as the Spark column computes it (for checks and tools)."""
-    return hmac.new(key, f"{dataset}{_SEPARATOR}{record_id}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, _message(dataset, record_id), hashlib.sha256).hexdigest()
+
+
+def _message(dataset: str, record_id: str) -> bytes:
+    return f"{dataset}{_SEPARATOR}{record_id}".encode()
 
 
 def pseudonym(key: bytes, dataset: str, record_id: str) -> Column:
@@ -83,7 +87,7 @@ def pseudonym(key: bytes, dataset: str, record_id: str) -> Column:
                 digests.append(None)
                 continue
             one = keyed.copy()
-            one.update(f"{dataset_value}{_SEPARATOR}{record_id_value}".encode())
+            one.update(_message(dataset_value, record_id_value))
             digests.append(one.hexdigest())
         return pa.array(digests, pa.string())
 
