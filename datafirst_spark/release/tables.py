@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 RELEASE_METADATA = "release="  # a release's commit carries userMetadata "release=<R>"
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+_CONSTRAINT_PROPERTY = "delta.constraints."  # how Delta stores a CHECK constraint: name lower-cased
 _COMMIT_OR_CHECKPOINT = re.compile(r"^\d{20}\.(json|checkpoint.*\.parquet)$")
 
 TEN_YEARS = "interval 3653 days"
@@ -52,31 +53,33 @@ def _sql_path(path: str) -> str:
 
 
 def ensure_table(spark: SparkSession, table: CuratedTable, path: str, schema) -> None:
-    """Create the table with its properties and constraints if it does not exist yet, and
-    add any constraint it lacks.
+    """Create the table with its properties and constraints, in its first commit, if it does
+    not exist yet; add any constraint an existing table lacks (one its definition gained
+    after the table was created).
 
-    Both repair what a killed run can leave behind: a log folder whose first commit was never
-    made (a table that was never visible to anyone; Delta refuses to create a table there), and
-    a table created without the constraints that follow creation in separate commits."""
-    if not DeltaTable.isDeltaTable(spark, path):
-        _remove_uncommitted_log(spark, table, path)
-        missing = [c for c in table.not_null if c not in schema.fieldNames()]
-        if missing:
-            raise ValueError(f"curated table {table.name}: rows have no {', '.join(missing)} column")
-        builder = DeltaTable.createIfNotExists(spark).location(path)
-        for column in schema.fields:  # Delta cannot make a column NOT NULL later, so at creation
-            builder = builder.addColumn(column.name, column.dataType, nullable=column.name not in table.not_null)
-        for key, value in RETENTION_PROPERTIES.items():
-            builder = builder.property(key, value)
-        builder.execute()
-        log.info("curated table %s created at %s", table.name, path)
-    if not table.checks:
+    A run killed while creating the table leaves a log folder whose first commit was never
+    made: the table was never visible, and Delta refuses to create one there, so that folder
+    is removed first."""
+    if DeltaTable.isDeltaTable(spark, path):
+        properties = DeltaTable.forPath(spark, path).detail().first()["properties"] if table.checks else {}
+        for name, condition in table.checks.items():
+            if _CONSTRAINT_PROPERTY + name.lower() not in properties:
+                spark.sql(f"ALTER TABLE {_sql_path(path)} ADD CONSTRAINT {name} CHECK ({condition})")
+                log.info("curated table %s: constraint %s added", table.name, name)
         return
-    properties = DeltaTable.forPath(spark, path).detail().first()["properties"]
-    for name, condition in table.checks.items():
-        if f"delta.constraints.{name.lower()}" not in properties:
-            spark.sql(f"ALTER TABLE {_sql_path(path)} ADD CONSTRAINT {name} CHECK ({condition})")
-            log.info("curated table %s: constraint %s added", table.name, name)
+    _remove_uncommitted_log(spark, table, path)
+    missing = [c for c in table.not_null if c not in schema.fieldNames()]
+    if missing:
+        raise ValueError(f"curated table {table.name}: rows have no {', '.join(missing)} column")
+    builder = DeltaTable.createIfNotExists(spark).location(path)
+    for column in schema.fields:  # Delta cannot make a column NOT NULL later, so at creation
+        builder = builder.addColumn(column.name, column.dataType, nullable=column.name not in table.not_null)
+    # CHECK constraints are table properties to Delta: given here, they are in the creating commit
+    for key, value in {**RETENTION_PROPERTIES, **{_CONSTRAINT_PROPERTY + name.lower(): condition
+                                                   for name, condition in table.checks.items()}}.items():
+        builder = builder.property(key, value)
+    builder.execute()
+    log.info("curated table %s created at %s", table.name, path)
 
 
 def _remove_uncommitted_log(spark: SparkSession, table: CuratedTable, path: str) -> None:

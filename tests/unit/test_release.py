@@ -73,10 +73,10 @@ def test_a_table_whose_creation_was_killed_is_created_and_written(spark, tmp_pat
         write_release(spark, LINKS, path, rows(spark, "2026", [("r1", 1, 1.5)]), "2026")
 
 
-def test_a_table_created_without_its_constraints_gets_them_on_the_next_write(spark, tmp_path):
+def test_a_table_created_before_its_definition_gained_a_check_gets_it_on_the_next_write(spark, tmp_path):
     path = str(tmp_path / "person_links")
     write_release(spark, CuratedTable("person_links", not_null=LINKS.not_null), path,
-                  rows(spark, "2025", [("r1", 1, 0.99)]), "2025")  # as if killed before its constraints
+                  rows(spark, "2025", [("r1", 1, 0.99)]), "2025")  # before the definition gained its check
     write_release(spark, LINKS, path, rows(spark, "2026", [("r1", 1, 0.98)]), "2026")
     properties = DeltaTable.forPath(spark, path).detail().first()["properties"]
     assert properties["delta.constraints.probability_in_range"] == "match_probability BETWEEN 0 AND 1"
