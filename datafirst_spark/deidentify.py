@@ -75,7 +75,8 @@ def pseudonym(key: bytes, dataset: str, record_id: str) -> Column:
     # A Python UDF, not built-ins: sha2 over key-derived literals would put the key in the plan.
     # An Arrow UDF, not a row-at-a-time one: it takes a batch of rows per call instead of
     # pickling each row to and from the Python worker (at full, the pseudonymised person links
-    # and records were written in 150 s against 216). pyarrow only, no pandas.
+    # and records were written in 141 s against 192: 2026-12-05-research-pseudonyms-full.json).
+    # pyarrow only, no pandas.
     @F.arrow_udf("string")
     def _hmac(datasets: pa.Array, record_ids: pa.Array) -> pa.Array:
         # keyed once per batch and copied per record: a copy skips re-deriving the key pads

@@ -1,5 +1,6 @@
-"""Time parts of a refreshed linkage again, on its own staged records and clusters, so that a
-change to one part is measured before and after at full scale without a whole refresh.
+"""Time parts of a refreshed release again, on its own staged records, clusters and person
+links, so that a change to one part is measured before and after at full scale without a
+whole refresh.
 
     python scripts/benchmark_link_parts.py --lakehouse DIR --release 2025 --label after \\
         --out benchmarks/results/<date>-link-parts-full.json [--parts bounds,evaluate]
@@ -11,7 +12,10 @@ counted per rule, from the records cached as the bounds leave them, as the refre
 "blocked pairs" stage does), ``splink-blocked-pairs`` (the same pairs made by Splink's own
 ``compute_blocked_pairs_for_predict`` from the staged records, as that stage did before) and
 ``evaluate`` (quality of the staged clusters against truth, as its "evaluate against truth"
-stage does; written under the run's scratch, not the lakehouse). Each labelled run is added to --out with its seconds and
+stage does; written under the run's scratch, not the lakehouse) and ``research-pseudonyms``
+(the research extract's two pseudonymised tables, the staged person links and the research
+records, written as Delta under the run's scratch, as the publish stage's "research extract"
+writes them). Each labelled run is added to --out with its seconds and
 figures, so "before" is the same script run with PYTHONPATH at the older code. Figures
 (bounds, quality rows) are kept so that a change is seen to give the same answers.
 """
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    known = ("bounds", "blocked-pairs", "splink-blocked-pairs", "evaluate")
+    known = ("bounds", "blocked-pairs", "splink-blocked-pairs", "evaluate", "research-pseudonyms")
     unknown = sorted(set(parts) - set(known))
     if unknown:
         parser.error(f"--parts: unknown part(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -84,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                                           f"{session.scratch_dir}/quality")
             run["seconds"]["evaluate"] = round(time.monotonic() - started, 1)
             run["quality"] = rows
+        if "research-pseudonyms" in parts:
+            run["research_pseudonyms"] = _time_research_pseudonyms(
+                spark, lakehouse, args.release, records_of(spark, lakehouse, args.release, spec),
+                f"{session.scratch_dir}/research", run["seconds"])
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.exists() else {
         "benchmark": "link-parts", "lakehouse": args.lakehouse, "release": args.release,
@@ -124,6 +132,30 @@ def _time_splink_blocked_pairs(spark, spec, records: dict, seconds: dict) -> lis
     counts = blocked_pair_counts(linker.inference.compute_blocked_pairs_for_predict().as_spark_dataframe(), spec)
     seconds["splink-blocked-pairs"] = round(time.monotonic() - started, 1)
     return counts
+
+
+def _time_research_pseudonyms(spark, lakehouse, release: str, records: dict, path: str, seconds: dict) -> dict:
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    from datafirst_spark.deidentify import pseudonymise_record_keys, research_records, throwaway_key
+    from datafirst_spark.lakehouse import write_delta
+    from datafirst_spark.release.publish import release_staging
+
+    key = throwaway_key()
+    links = spark.read.format("delta").load(release_staging(lakehouse, release, "person_links"))
+    everyone = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), records.values())
+    started = time.monotonic()
+    write_delta(pseudonymise_record_keys(links, key), f"{path}/person_links")
+    seconds["research-pseudonyms: person_links"] = round(time.monotonic() - started, 1)
+    started = time.monotonic()
+    write_delta(research_records(everyone, key).withColumn("release", F.lit(release)), f"{path}/records")
+    seconds["research-pseudonyms: records"] = round(time.monotonic() - started, 1)
+    written = {name: spark.read.format("delta").load(f"{path}/{name}") for name in ("person_links", "records")}
+    # the same pseudonyms in both runs would need the same key: their count and nulls are what compare
+    return {name: df.agg(F.count("*").alias("rows"), F.count("record_pseudonym").alias("pseudonyms")).first().asDict()
+            for name, df in written.items()}
 
 
 if __name__ == "__main__":
