@@ -27,6 +27,7 @@ from pyspark.sql import types as T
 from pyspark.sql.utils import AnalysisException
 
 from . import code_version
+from .columns import distinct_present
 from .datasets import DatasetSpec, ExtractError, FieldSpec, normalised_placeholder
 from .lakehouse import Lakehouse, list_data_files, read_head, write_delta, write_json
 from .standardise import MAPPED_SCHEMA, canonical_forenames, clean_given_names, clean_name, standardise
@@ -225,12 +226,13 @@ def read_delimited(spark: SparkSession, spec: DatasetSpec, extract: Extract) -> 
     parsed = lines.withColumn(_FIELDS, F.from_csv(raw, ddl, parse_options))
     empty = F.trim(raw) == ""
     reasons = F.when(empty, F.array(F.lit("empty_row"))).otherwise(
-        F.array_compact(
+        distinct_present(
             F.array(
                 F.when(~F.col("_well_encoded"), F.lit("bad_encoding")),
                 F.when(quote_count % 2 == 1, F.lit("bad_quoting")),
                 F.when((quote_count % 2 == 0) & F.col(f"{_FIELDS}.{_CORRUPT}").isNotNull(), F.lit("wrong_field_count")),
-            )
+            ),
+            "string",
         )
     )
     return parsed.select("source_file", "raw_record", "raw_bytes", _FIELDS, reasons.alias(_PARSE_REASONS), _IS_HEADER)
@@ -441,12 +443,12 @@ def map_to_canonical(rows: DataFrame, spec: DatasetSpec, release: str) -> DataFr
         checks += [reject] if reject is not None else []
         warnings += [warn] if warn is not None else []
 
-    reasons = F.when(F.size(_PARSE_REASONS) > 0, F.col(_PARSE_REASONS)).otherwise(F.array_compact(F.array(*checks)))
+    reasons = F.when(F.size(_PARSE_REASONS) > 0, F.col(_PARSE_REASONS)).otherwise(distinct_present(F.array(*checks), "string"))
     mapped = staged.withColumns(
         {
             "dob": dob_value,
             "alias_dobs": F.filter(alias_dobs, lambda d: _not_placeholder_date(d, dob_spec.placeholder_dates).isNotNull()),
-            "ingest_warnings": F.array_compact(F.array(*warnings)),
+            "ingest_warnings": distinct_present(F.array(*warnings), "string"),
             "reasons": reasons,
         }
     )
@@ -473,7 +475,7 @@ def flag_duplicates(mapped: DataFrame) -> DataFrame:
     reason = F.when(duplicate & ~F.col("_identical"), F.lit("duplicate_record_key")).when(
         duplicate & (F.col("_copy") > 1), F.lit("duplicate_record")
     )
-    return staged.withColumn("reasons", F.array_compact(F.concat("reasons", F.array(reason)))).drop(
+    return staged.withColumn("reasons", distinct_present(F.concat("reasons", F.array(reason)), "string")).drop(
         "_dup_key", "_copies", "_identical", "_copy"
     )
 

@@ -38,6 +38,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from .columns import distinct_present
 from .reference import read_table
 
 ALIAS_TYPE = ArrayType(
@@ -350,9 +351,10 @@ def standardise(mapped: DataFrame, canonical_forenames: DataFrame) -> DataFrame:
                     lambda alias: _is_other_alias(alias, F.col("_given.forename"), F.col("surname")),
                 )
             ),
-            # array_except also makes the dates distinct; a null dob removes nothing but nulls
+            # array_except also makes the dates distinct and, with a null in its second
+            # array, drops nulls (compiled, where array_compact would run interpreted)
             "alias_dobs": F.array_except(
-                F.array_compact(F.coalesce(F.col("alias_dobs"), _empty("array<date>"))), F.array(F.col("dob"))
+                F.coalesce(F.col("alias_dobs"), _empty("array<date>")), F.array(F.col("dob"), F.lit(None).cast("date"))
             ),
         }
     )
@@ -380,16 +382,17 @@ def standardise(mapped: DataFrame, canonical_forenames: DataFrame) -> DataFrame:
         "postcode_sector": postcode["sector"],
         "postcode_inward": postcode["inward"],
         "all_forenames": _distinct_present(
-            F.concat(F.array(F.col("forename"), forename_canonical), alias_forenames)
+            F.concat(F.array(F.col("forename"), forename_canonical), alias_forenames), "string"
         ),
         "all_surnames": _distinct_present(
             F.concat(
                 F.array(F.col("surname")),
                 F.coalesce(F.col("surname_tokens"), _empty("array<string>")),
                 F.transform(F.col("aliases"), lambda alias: alias["surname"]),
-            )
+            ),
+            "string",
         ),
-        "all_dobs": _distinct_present(F.concat(F.array(F.col("dob")), F.col("alias_dobs"))),
+        "all_dobs": _distinct_present(F.concat(F.array(F.col("dob")), F.col("alias_dobs")), "date"),
     }
     return joined.select(
         *[
@@ -411,9 +414,9 @@ def _empty(array_type: ArrayType | str) -> Column:
     return F.array().cast(array_type)
 
 
-def _distinct_present(values: Column) -> Column:
+def _distinct_present(values: Column, element_type: str) -> Column:
     """The distinct non-null values in first-seen order; null when there are none."""
-    present = F.array_distinct(F.array_compact(values))
+    present = distinct_present(values, element_type)
     return F.when(F.size(present) > 0, present)
 
 
