@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             run["quality"] = rows
         if "research-pseudonyms" in parts:
             run["research_pseudonyms"] = _time_research_pseudonyms(
-                spark, lakehouse, args.release, records_of(spark, lakehouse, args.release, spec),
-                f"{session.scratch_dir}/research", run["seconds"])
+                spark, lakehouse, args.release, spec.datasets, f"{session.scratch_dir}/research", run["seconds"])
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.exists() else {
         "benchmark": "link-parts", "lakehouse": args.lakehouse, "release": args.release,
@@ -134,24 +133,20 @@ def _time_splink_blocked_pairs(spark, spec, records: dict, seconds: dict) -> lis
     return counts
 
 
-def _time_research_pseudonyms(spark, lakehouse, release: str, records: dict, path: str, seconds: dict) -> dict:
-    from functools import reduce
-
+def _time_research_pseudonyms(spark, lakehouse, release: str, datasets: list, path: str, seconds: dict) -> dict:
     from pyspark.sql import functions as F
 
-    from datafirst_spark.deidentify import pseudonymise_record_keys, research_records, throwaway_key
+    from datafirst_spark.deidentify import throwaway_key
+    from datafirst_spark.ingest import staged_records
     from datafirst_spark.lakehouse import write_delta
-    from datafirst_spark.release.publish import release_staging
+    from datafirst_spark.release.publish import pseudonymised_tables, release_staging
 
-    key = throwaway_key()
     links = spark.read.format("delta").load(release_staging(lakehouse, release, "person_links"))
-    everyone = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), records.values())
-    started = time.monotonic()
-    write_delta(pseudonymise_record_keys(links, key), f"{path}/person_links")
-    seconds["research-pseudonyms: person_links"] = round(time.monotonic() - started, 1)
-    started = time.monotonic()
-    write_delta(research_records(everyone, key).withColumn("release", F.lit(release)), f"{path}/records")
-    seconds["research-pseudonyms: records"] = round(time.monotonic() - started, 1)
+    tables = pseudonymised_tables(links, staged_records(spark, lakehouse, release, datasets), release, throwaway_key())
+    for name, table in tables.items():
+        started = time.monotonic()
+        write_delta(table, f"{path}/{name}")
+        seconds[f"research-pseudonyms: {name}"] = round(time.monotonic() - started, 1)
     written = {name: spark.read.format("delta").load(f"{path}/{name}") for name in ("person_links", "records")}
     # the same pseudonyms in both runs would need the same key: their count and nulls are what compare
     return {name: df.agg(F.count("*").alias("rows"), F.count("record_pseudonym").alias("pseudonyms")).first().asDict()

@@ -297,13 +297,21 @@ def _audit(spec: LinkageSpec, linkage: LinkageOutputs, staged: StagedRelease, st
     ]
 
 
+def pseudonymised_tables(person_links: DataFrame, records: DataFrame, release: str, key: bytes) -> dict[str, DataFrame]:
+    """The research extract's two tables whose record keys are pseudonyms: the release's person
+    links and its standardised records (every dataset's), as the extract writes them."""
+    return {
+        "person_links": pseudonymise_record_keys(person_links, key),
+        "records": research_records(records, key).withColumn("release", F.lit(release)),
+    }
+
+
 def write_research_extract(lakehouse: Lakehouse, release: str, staged: StagedRelease, linkage: LinkageOutputs,
                            key: bytes) -> str:
     """``research/<release>/``: people, pseudonymised links and records, quality figures."""
     tables = {
         "persons": staged.tables["persons"],
-        "person_links": pseudonymise_record_keys(staged.tables["person_links"], key),
-        "records": research_records(linkage.all_records(), key).withColumn("release", F.lit(release)),
+        **pseudonymised_tables(staged.tables["person_links"], linkage.all_records(), release, key),
         "linkage_quality": staged.tables["linkage_quality"],
     }
     for name in RESEARCH_TABLES:
