@@ -15,7 +15,10 @@ counted per rule, from the records cached as the bounds leave them, as the refre
 stage does; written under the run's scratch, not the lakehouse) and ``research-pseudonyms``
 (the research extract's two pseudonymised tables, the staged person links and the research
 records, written as Delta under the run's scratch, as the publish stage's "research extract"
-writes them). Each labelled run is added to --out with its seconds and
+writes them) and ``persons`` (the curated persons table from the staged person links and
+records, written as Delta under the run's scratch, as the publish stage's "staging persons"
+writes it; its figure is the written table's checksum, rows and a sum of row hashes). Each
+labelled run is added to --out with its seconds and
 figures, so "before" is the same script run with PYTHONPATH at the older code. Figures
 (bounds, quality rows) are kept so that a change is seen to give the same answers.
 """
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    known = ("bounds", "blocked-pairs", "splink-blocked-pairs", "evaluate", "research-pseudonyms")
+    known = ("bounds", "blocked-pairs", "splink-blocked-pairs", "evaluate", "research-pseudonyms", "persons")
     unknown = sorted(set(parts) - set(known))
     if unknown:
         parser.error(f"--parts: unknown part(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -91,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         if "research-pseudonyms" in parts:
             run["research_pseudonyms"] = _time_research_pseudonyms(
                 spark, lakehouse, args.release, spec.datasets, f"{session.scratch_dir}/research", run["seconds"])
+        if "persons" in parts:
+            run["persons"] = _time_persons(spark, lakehouse, args.release, spec.datasets,
+                                           f"{session.scratch_dir}/persons", run["seconds"])
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.exists() else {
         "benchmark": "link-parts", "lakehouse": args.lakehouse, "release": args.release,
@@ -151,6 +157,20 @@ def _time_research_pseudonyms(spark, lakehouse, release: str, datasets: list, pa
     # the same pseudonyms in both runs would need the same key: their count and nulls are what compare
     return {name: df.agg(F.count("*").alias("rows"), F.count("record_pseudonym").alias("pseudonyms")).first().asDict()
             for name, df in written.items()}
+
+
+def _time_persons(spark, lakehouse, release: str, datasets: list, path: str, seconds: dict) -> str:
+    from datafirst_spark.ingest import staged_records
+    from datafirst_spark.lakehouse import write_delta
+    from datafirst_spark.release import curate
+    from datafirst_spark.release.publish import release_staging
+    from datafirst_spark.release.tables import table_checksum
+
+    links = spark.read.format("delta").load(release_staging(lakehouse, release, "person_links"))
+    started = time.monotonic()
+    write_delta(curate.persons(links, staged_records(spark, lakehouse, release, datasets)), path)
+    seconds["persons"] = round(time.monotonic() - started, 1)
+    return table_checksum(spark.read.format("delta").load(path))
 
 
 if __name__ == "__main__":

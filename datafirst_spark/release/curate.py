@@ -6,7 +6,7 @@ Only Splink's people are published (the deterministic baseline stays a QA figure
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ..ids import LINEAGE_COLUMNS, PERSON_ID_COLUMNS, RECORD_KEY, assign_person_ids, person_id_lineage
@@ -16,8 +16,9 @@ PUBLISHED_METHOD = "splink"
 
 PERSON_LINK_COLUMNS = ["release", "source_dataset", "source_record_id", "person_id", "threshold", "method",
                        "match_probability"]
-PERSON_COLUMNS = ["release", "threshold", "person_id", "records", "npd_records", "pnc_records", "sex",
-                  "ethnicity_group", "birth_year_month", "postcode_district"]
+PERSON_KEY = ["release", "threshold", "person_id"]
+PERSON_ATTRIBUTES = ["sex", "ethnicity_group", "birth_year_month", "postcode_district"]
+PERSON_COLUMNS = [*PERSON_KEY, "records", "npd_records", "pnc_records", *PERSON_ATTRIBUTES]
 
 PERSON_LINKS = CuratedTable(
     "person_links",
@@ -74,17 +75,25 @@ def person_links(ids: DataFrame, pairs: DataFrame, release: str) -> DataFrame:
 
 def persons(links: DataFrame, records: DataFrame) -> DataFrame:
     """One row per person and threshold: how many records from each source, and the
-    attributes a researcher may see (the most common value among the person's records)."""
+    attributes a researcher may see (the most common value among the person's records, the
+    lowest of equally common ones)."""
     attributes = records.select(*RECORD_KEY, "sex", "ethnicity_group",
                                 F.date_format("dob", "yyyy-MM").alias("birth_year_month"), "postcode_district")
-    return (links.join(attributes, RECORD_KEY, "left")
-            .groupBy("release", "threshold", "person_id")
-            .agg(F.count("*").alias("records"),
-                 F.count_if(F.col("source_dataset") == "npd").alias("npd_records"),
-                 F.count_if(F.col("source_dataset") == "pnc").alias("pnc_records"),
-                 *[F.mode(c, deterministic=True).alias(c)
-                   for c in ("sex", "ethnicity_group", "birth_year_month", "postcode_district")])
-            .select(*PERSON_COLUMNS))
+    linked = links.join(attributes, RECORD_KEY, "left").withColumn(
+        "_records", F.count(F.lit(1)).over(Window.partitionBy(*PERSON_KEY)))
+    # Most people have one record, whose values are their attributes. Only people with several
+    # go through mode(), whose buffer is a hash map per group and attribute, made, serialised
+    # and merged even for a group of one.
+    one_record = linked.filter(F.col("_records") == 1).select(
+        *PERSON_KEY, F.col("_records").alias("records"),
+        *[(F.col("source_dataset") == d).cast("long").alias(f"{d}_records") for d in ("npd", "pnc")],
+        *PERSON_ATTRIBUTES)
+    several = (linked.filter(F.col("_records") > 1)
+               .groupBy(*PERSON_KEY)
+               .agg(F.count("*").alias("records"),
+                    *[F.count_if(F.col("source_dataset") == d).alias(f"{d}_records") for d in ("npd", "pnc")],
+                    *[F.mode(c, deterministic=True).alias(c) for c in PERSON_ATTRIBUTES]))
+    return one_record.unionByName(several).select(*PERSON_COLUMNS)
 
 
 def lineage(links: DataFrame, previous_links: DataFrame | None, release: str) -> DataFrame:

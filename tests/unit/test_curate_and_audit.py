@@ -52,6 +52,40 @@ def test_persons_count_records_and_take_the_commonest_attributes(spark):
         "F", "asian", "2001-03", "B12")
 
 
+def test_persons_of_one_record_take_its_values_as_mode_would(spark):
+    # people of one record skip mode(): the rows must be those mode() gives every person
+    links = spark.createDataFrame([
+        ("2025", "npd", "n1", 1, 0.9), ("2025", "pnc", "p1", 2, 0.9), ("2025", "npd", "gone", 3, 0.9),
+        ("2025", "npd", "n2", 4, 0.9), ("2025", "npd", "n3", 4, 0.9), ("2025", "pnc", "p2", 4, 0.9),
+        ("2025", "npd", "n4", 5, 0.9), ("2025", "pnc", "p3", 5, 0.9),
+        ("2025", "npd", "n2", 4, 0.99), ("2025", "npd", "n3", 6, 0.99), ("2025", "pnc", "p2", 7, 0.99),
+    ], "release string, source_dataset string, source_record_id string, person_id long, threshold double")
+    records = spark.createDataFrame([
+        ("npd", "n1", "F", "white", dt.date(2001, 3, 4), "B12"),
+        ("pnc", "p1", None, None, None, None),
+        ("npd", "n2", "M", None, dt.date(2002, 1, 1), "LS1"),
+        ("npd", "n3", "F", "black", dt.date(2002, 1, 1), "LS2"),
+        ("pnc", "p2", "F", None, dt.date(2002, 1, 2), "LS2"),
+        ("npd", "n4", "M", "asian", dt.date(2003, 5, 6), "M1"),   # a tie of two: the lower values
+        ("pnc", "p3", "F", "white", dt.date(2003, 6, 5), "M2"),
+    ], "source_dataset string, source_record_id string, sex string, ethnicity_group string, dob date, "
+       "postcode_district string")
+    attributes = records.select(*curate.RECORD_KEY, "sex", "ethnicity_group",
+                                F.date_format("dob", "yyyy-MM").alias("birth_year_month"), "postcode_district")
+    every_person_through_mode = (
+        links.join(attributes, curate.RECORD_KEY, "left").groupBy("release", "threshold", "person_id")
+        .agg(F.count("*").alias("records"), F.count_if(F.col("source_dataset") == "npd").alias("npd_records"),
+             F.count_if(F.col("source_dataset") == "pnc").alias("pnc_records"),
+             *[F.mode(c, deterministic=True).alias(c) for c in curate.PERSON_ATTRIBUTES])
+        .select(*curate.PERSON_COLUMNS))
+    made = curate.persons(links, records)
+    assert_df_equality(made, every_person_through_mode, ignore_row_order=True, ignore_nullable=True)
+    assert made.count() == 8
+    tie = made.filter("person_id = 5").first()
+    assert (tie["sex"], tie["ethnicity_group"], tie["birth_year_month"], tie["postcode_district"]) == (
+        "F", "asian", "2003-05", "M1")
+
+
 def test_link_rates_count_pnc_records_whose_person_has_an_npd_record(spark):
     links = spark.createDataFrame(
         [("pnc", "p1", 1, 0.9), ("npd", "n1", 1, 0.9), ("pnc", "p2", 2, 0.9), ("pnc", "p3", 3, 0.9),
