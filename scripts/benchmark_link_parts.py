@@ -114,6 +114,15 @@ def records_of(spark, lakehouse, release: str, spec) -> dict:
             for name in spec.datasets}
 
 
+def staged_links_and_records(spark, lakehouse, release: str, datasets: list) -> tuple:
+    """The release's staged person links and its staged records of every dataset, as publish reads them."""
+    from datafirst_spark.ingest import staged_records
+    from datafirst_spark.release.publish import release_staging
+
+    links = spark.read.format("delta").load(release_staging(lakehouse, release, "person_links"))
+    return links, staged_records(spark, lakehouse, release, datasets)
+
+
 def _time_blocked_pairs(spark, spec, records: dict, path: str, seconds: dict) -> list:
     from datafirst_spark.linkage.blocking import blocked_pair_counts, concatenated
     from datafirst_spark.linkage.model import MATCH_COLUMNS
@@ -143,12 +152,11 @@ def _time_research_pseudonyms(spark, lakehouse, release: str, datasets: list, pa
     from pyspark.sql import functions as F
 
     from datafirst_spark.deidentify import throwaway_key
-    from datafirst_spark.ingest import staged_records
     from datafirst_spark.lakehouse import write_delta
-    from datafirst_spark.release.publish import pseudonymised_tables, release_staging
+    from datafirst_spark.release.publish import pseudonymised_tables
 
-    links = spark.read.format("delta").load(release_staging(lakehouse, release, "person_links"))
-    tables = pseudonymised_tables(links, staged_records(spark, lakehouse, release, datasets), release, throwaway_key())
+    tables = pseudonymised_tables(*staged_links_and_records(spark, lakehouse, release, datasets), release,
+                                  throwaway_key())
     for name, table in tables.items():
         started = time.monotonic()
         write_delta(table, f"{path}/{name}")
@@ -160,15 +168,13 @@ def _time_research_pseudonyms(spark, lakehouse, release: str, datasets: list, pa
 
 
 def _time_persons(spark, lakehouse, release: str, datasets: list, path: str, seconds: dict) -> str:
-    from datafirst_spark.ingest import staged_records
     from datafirst_spark.lakehouse import write_delta
     from datafirst_spark.release import curate
-    from datafirst_spark.release.publish import release_staging
     from datafirst_spark.release.tables import table_checksum
 
-    links = spark.read.format("delta").load(release_staging(lakehouse, release, "person_links"))
+    links, records = staged_links_and_records(spark, lakehouse, release, datasets)
     started = time.monotonic()
-    write_delta(curate.persons(links, staged_records(spark, lakehouse, release, datasets)), path)
+    write_delta(curate.persons(links, records), path)
     seconds["persons"] = round(time.monotonic() - started, 1)
     return table_checksum(spark.read.format("delta").load(path))
 

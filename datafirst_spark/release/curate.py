@@ -18,6 +18,7 @@ PERSON_LINK_COLUMNS = ["release", "source_dataset", "source_record_id", "person_
                        "match_probability"]
 PERSON_KEY = ["release", "threshold", "person_id"]
 PERSON_ATTRIBUTES = ["sex", "ethnicity_group", "birth_year_month", "postcode_district"]
+SOURCE_DATASETS = ("npd", "pnc")  # each has its own records count in persons
 PERSON_COLUMNS = [*PERSON_KEY, "records", "npd_records", "pnc_records", *PERSON_ATTRIBUTES]
 
 PERSON_LINKS = CuratedTable(
@@ -86,12 +87,12 @@ def persons(links: DataFrame, records: DataFrame) -> DataFrame:
     # and merged even for a group of one.
     one_record = linked.filter(F.col("_records") == 1).select(
         *PERSON_KEY, F.col("_records").alias("records"),
-        *[(F.col("source_dataset") == d).cast("long").alias(f"{d}_records") for d in ("npd", "pnc")],
+        *[(F.col("source_dataset") == d).cast("long").alias(f"{d}_records") for d in SOURCE_DATASETS],
         *PERSON_ATTRIBUTES)
     several = (linked.filter(F.col("_records") > 1)
                .groupBy(*PERSON_KEY)
                .agg(F.count("*").alias("records"),
-                    *[F.count_if(F.col("source_dataset") == d).alias(f"{d}_records") for d in ("npd", "pnc")],
+                    *[F.count_if(F.col("source_dataset") == d).alias(f"{d}_records") for d in SOURCE_DATASETS],
                     *[F.mode(c, deterministic=True).alias(c) for c in PERSON_ATTRIBUTES]))
     return one_record.unionByName(several).select(*PERSON_COLUMNS)
 
