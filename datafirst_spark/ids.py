@@ -33,20 +33,24 @@ def assign_person_ids(clusters: DataFrame, previous: DataFrame | None, first_new
     ``first_new_id``: the smallest ID a new person may get (the registry's next free ID);
     never below one more than the largest previous ID."""
     clusters = clusters.select(*RECORD_KEY, "cluster_id", "threshold")
-    paired = pair_clusters_with_people(clusters, previous) if previous is not None else None
-
-    unpaired = clusters.groupBy("threshold", "cluster_id").agg(F.min(F.concat_ws("\x1f", *RECORD_KEY)).alias("first_record"))
-    if paired is not None:
-        unpaired = unpaired.join(paired.select("threshold", "cluster_id"), ["threshold", "cluster_id"], "left_anti")
+    # each record carries its cluster's smallest record, so that new people are numbered by
+    # ranking records (a cluster's records share one rank) with no cluster table to join back
+    records = clusters.withColumn("first_record", F.min(F.concat_ws("\x1f", *RECORD_KEY)).over(
+        Window.partitionBy("threshold", "cluster_id")))
+    carried = None
+    if previous is not None:
+        paired = pair_clusters_with_people(clusters, previous).select("threshold", "cluster_id", "person_id")
+        carried = records.join(paired, ["threshold", "cluster_id"])
+        records = records.join(paired, ["threshold", "cluster_id"], "left_anti")
         largest = previous.agg(F.max("person_id")).first()[0]
         first_new_id = max(first_new_id, (largest or 0) + 1)
-    numbered = unpaired.withColumn(
+    numbered = records.withColumn(
         "person_id",
         F.lit(first_new_id - 1).cast("long")
-        + F.row_number().over(Window.partitionBy("threshold").orderBy("first_record", "cluster_id")),
-    ).select("threshold", "cluster_id", "person_id")
-    ids = numbered if paired is None else numbered.unionByName(paired.select("threshold", "cluster_id", "person_id"))
-    return clusters.join(ids, ["threshold", "cluster_id"]).select(*PERSON_ID_COLUMNS)
+        + F.dense_rank().over(Window.partitionBy("threshold").orderBy("first_record", "cluster_id")),
+    )
+    ids = numbered if carried is None else numbered.unionByName(carried)
+    return ids.select(*PERSON_ID_COLUMNS)
 
 
 def pair_clusters_with_people(clusters: DataFrame, previous: DataFrame) -> DataFrame:

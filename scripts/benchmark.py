@@ -19,6 +19,8 @@ targets, machine and versions) goes to benchmarks/results/<date>-refresh-<scale>
 Exit codes: 0 done (targets met or not), 1 a job failed, 2 bad arguments or lakehouse.
 ``--table`` prints the README's table of the latest result per scale instead, and
 ``--profile RESULT`` a result's refresh profile (where the time went, stage by stage).
+``--add-to RESULT`` runs the --alternatives asked for on the lakehouse that RESULT refreshed
+(no refresh) and adds them to RESULT, its ratios and targets recomputed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from datafirst_spark.benchmarking.refresh import (
     ROOT,
     BenchmarkError,
     BenchmarkRequest,
+    add_alternatives,
     results_table,
     run_benchmark,
 )
@@ -56,6 +59,8 @@ def main() -> int:
                         help="print the README's table of the latest result per scale in --results, and stop")
     parser.add_argument("--profile", metavar="RESULT",
                         help="print a result file's refresh profile (where the time went) as a table, and stop")
+    parser.add_argument("--add-to", metavar="RESULT",
+                        help="run the --alternatives on the lakehouse RESULT refreshed and add them to RESULT")
     args = parser.parse_args()
     if args.table:
         print(results_table(Path(args.results)))
@@ -76,6 +81,20 @@ def main() -> int:
     if unknown:
         parser.error(f"--alternatives: unknown {', '.join(unknown)} (choose from {', '.join(ALTERNATIVES)})")
     lakehouse = Path(args.lakehouse).resolve()
+    if args.add_to:
+        if not chosen or args.generate:
+            parser.error("--add-to needs --alternatives and refuses --generate")
+        request = BenchmarkRequest(args.scale, lakehouse, args.release, Path(args.conf).resolve(),
+                                   Path(args.linkage).resolve(), Path(args.results).resolve(), chosen, args.note)
+        try:
+            result = add_alternatives(request, Path(args.add_to))
+        except BenchmarkError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1 if "failed with exit code" in str(exc) else 2
+        for target in result["targets"]:
+            print(json.dumps(target))
+        print(args.add_to)
+        return 0
     if args.generate:
         lakehouse.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, str(ROOT / "jobs" / "generate_synthetic.py"), "--conf", args.conf,

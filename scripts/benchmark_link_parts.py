@@ -5,22 +5,30 @@ whole refresh.
     python scripts/benchmark_link_parts.py --lakehouse DIR --release 2025 --label after \\
         --out benchmarks/results/<date>-link-parts-full.json [--parts bounds,evaluate]
 
-Parts: ``bounds`` (the prediction rules' bounds over the staged records, caching them first,
-as the refresh's "bound blocking rules" stage does), ``blocked-pairs`` (the pairs predict
-scores, made by :func:`~datafirst_spark.linkage.blocking.blocked_pairs` into scratch and
-counted per rule, from the records cached as the bounds leave them, as the refresh's
-"blocked pairs" stage does), ``splink-blocked-pairs`` (the same pairs made by Splink's own
-``compute_blocked_pairs_for_predict`` from the staged records, as that stage did before) and
-``evaluate`` (quality of the staged clusters against truth, as its "evaluate against truth"
-stage does; written under the run's scratch, not the lakehouse) and ``research-pseudonyms``
-(the research extract's two pseudonymised tables, the staged person links and the research
-records, written as Delta under the run's scratch, as the publish stage's "research extract"
-writes them) and ``persons`` (the curated persons table from the staged person links and
-records, written as Delta under the run's scratch, as the publish stage's "staging persons"
-writes it; its figure is the written table's checksum, rows and a sum of row hashes). Each
-labelled run is added to --out with its seconds and
-figures, so "before" is the same script run with PYTHONPATH at the older code. Figures
-(bounds, quality rows) are kept so that a change is seen to give the same answers.
+Parts (each written under the run's scratch, never the lakehouse):
+
+- ``bounds``: the prediction rules' bounds over the staged records, caching them first, as
+  the refresh's "bound blocking rules" stage does;
+- ``blocked-pairs``: the pairs predict scores, made by
+  :func:`~datafirst_spark.linkage.blocking.blocked_pairs` from the records cached as the
+  bounds leave them and counted per rule, as the "blocked pairs" stage does; also their
+  checksum, untimed;
+- ``splink-blocked-pairs``: the same pairs made by Splink's own
+  ``compute_blocked_pairs_for_predict`` from the staged records, as that stage did before;
+- ``evaluate``: quality of the staged clusters against truth, as the "evaluate against
+  truth" stage does;
+- ``research-pseudonyms``: the research extract's two pseudonymised tables from the staged
+  person links and the research records, as Delta, as the "research extract" stage writes them;
+- ``persons``: the curated persons table from the staged person links and records, as the
+  "staging persons" stage writes it;
+- ``person-links``: the curated person links of a first release (person IDs numbered from
+  the staged clusters, each record's best pair from the staged pairs), as the "staging
+  person_links" stage writes them.
+
+A written table's figure is its checksum (rows and a sum of row hashes). Each labelled run is
+added to --out with its seconds and figures, so "before" is the same script run with
+PYTHONPATH at the older code. Figures (bounds, counts, checksums, quality rows) are kept so
+that a change is seen to give the same answers.
 """
 
 from __future__ import annotations
@@ -59,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    known = ("bounds", "blocked-pairs", "splink-blocked-pairs", "evaluate", "research-pseudonyms", "persons")
+    known = ("bounds", "blocked-pairs", "splink-blocked-pairs", "evaluate", "research-pseudonyms", "persons",
+             "person-links")
     unknown = sorted(set(parts) - set(known))
     if unknown:
         parser.error(f"--parts: unknown part(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -79,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             run["bounds"] = [vars(b) for b in bounds]
             concat.unpersist()
         if "blocked-pairs" in parts:
-            run["blocked_pairs"] = _time_blocked_pairs(spark, spec, records_of(spark, lakehouse, args.release, spec),
-                                                       f"{session.scratch_dir}/blocked_pairs", run["seconds"])
+            run["blocked_pairs"], run["blocked_pairs_checksum"] = _time_blocked_pairs(
+                spark, spec, records_of(spark, lakehouse, args.release, spec), f"{session.scratch_dir}/blocked_pairs",
+                run["seconds"])
         if "splink-blocked-pairs" in parts:
             run["splink_blocked_pairs"] = _time_splink_blocked_pairs(
                 spark, spec, records_of(spark, lakehouse, args.release, spec), run["seconds"])
@@ -94,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         if "research-pseudonyms" in parts:
             run["research_pseudonyms"] = _time_research_pseudonyms(
                 spark, lakehouse, args.release, spec.datasets, f"{session.scratch_dir}/research", run["seconds"])
+        if "person-links" in parts:
+            run["person_links"] = _time_person_links(spark, lakehouse, args.release, spec.linkage,
+                                                     f"{session.scratch_dir}/person_links", run["seconds"])
         if "persons" in parts:
             run["persons"] = _time_persons(spark, lakehouse, args.release, spec.datasets,
                                            f"{session.scratch_dir}/persons", run["seconds"])
@@ -123,18 +136,21 @@ def staged_links_and_records(spark, lakehouse, release: str, datasets: list) -> 
     return links, staged_records(spark, lakehouse, release, datasets)
 
 
-def _time_blocked_pairs(spark, spec, records: dict, path: str, seconds: dict) -> list:
+def _time_blocked_pairs(spark, spec, records: dict, path: str, seconds: dict) -> tuple[list, str]:
+    """The refresh's blocked pairs, timed, counted per rule, and their checksum (not timed)."""
     from datafirst_spark.linkage.blocking import blocked_pair_counts, concatenated
     from datafirst_spark.linkage.model import MATCH_COLUMNS
     from datafirst_spark.linkage.run import written_blocked_pairs
+    from datafirst_spark.release.tables import table_checksum
 
     concat = concatenated(records, MATCH_COLUMNS).cache()
     concat.count()  # the refresh's bounds stage leaves the records cached: not timed here either
     started = time.monotonic()
-    counts = blocked_pair_counts(written_blocked_pairs(spark, concat, spec, path), spec)
+    pairs = written_blocked_pairs(spark, concat, spec, path)
+    counts = blocked_pair_counts(pairs, spec)
     seconds["blocked-pairs"] = round(time.monotonic() - started, 1)
     concat.unpersist()
-    return counts
+    return counts, table_checksum(pairs)
 
 
 def _time_splink_blocked_pairs(spark, spec, records: dict, seconds: dict) -> list:
@@ -176,6 +192,21 @@ def _time_persons(spark, lakehouse, release: str, datasets: list, path: str, sec
     started = time.monotonic()
     write_delta(curate.persons(links, records), path)
     seconds["persons"] = round(time.monotonic() - started, 1)
+    return table_checksum(spark.read.format("delta").load(path))
+
+
+def _time_person_links(spark, lakehouse, release: str, linkage: str, path: str, seconds: dict) -> str:
+    from datafirst_spark.lakehouse import write_delta
+    from datafirst_spark.linkage.run import linkage_path
+    from datafirst_spark.release import curate
+    from datafirst_spark.release.tables import table_checksum
+
+    clusters, pairs = (spark.read.format("delta").load(linkage_path(lakehouse, release, linkage, table))
+                       for table in ("clusters", "pairs"))
+    started = time.monotonic()
+    # a first release: no previous person IDs to carry
+    write_delta(curate.person_links(curate.person_ids(clusters, None, 1), pairs, release), path)
+    seconds["person-links"] = round(time.monotonic() - started, 1)
     return table_checksum(spark.read.format("delta").load(path))
 
 

@@ -251,6 +251,45 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
     return result, path
 
 
+def add_alternatives(request: BenchmarkRequest, result_path: Path) -> dict[str, Any]:
+    """The alternatives asked for, run again on the lakehouse an earlier result refreshed and
+    added to that result (its ratios and targets recomputed): a full-scale refresh takes an
+    hour, so an alternative stopped, failed or not asked then is measured without another.
+    The lakehouse must hold that refresh: its linkage report names the result's model."""
+    from ..linkage.spec import load_linkage_spec
+
+    result = json.loads(result_path.read_text())
+    spec = load_linkage_spec(request.linkage)
+    request.lakehouse = request.lakehouse.resolve()
+    report = request.lakehouse / "staging" / result["release"] / "linkage" / spec.linkage / LINKAGE_REPORT
+    if not report.exists():
+        raise BenchmarkError(f"{report}: no refreshed linkage here to add alternatives to")
+    model_sha = json.loads(report.read_text())["model_sha256"]
+    if model_sha != result["refresh"]["model"]["sha256"] or result["scale"] != request.scale:
+        raise BenchmarkError(f"{request.lakehouse} is not the lakehouse {result_path.name} refreshed: its model "
+                             f"is {model_sha[:12]}, the result's {result['refresh']['model']['sha256'][:12]} "
+                             f"(scale {result['scale']})")
+    request.release = result["release"]
+    model = Path(result["refresh"]["model"]["path"])
+    logs = request.lakehouse / "benchmark-logs"
+    common = ["--conf", str(request.conf), "--lakehouse", str(request.lakehouse), "--release", request.release,
+              "--linkage", str(request.linkage)]
+    medium = previous_result(request.results, "medium")
+    result["alternatives_asked"] = sorted(set(result.get("alternatives_asked", [])) | set(request.alternatives))
+    result.setdefault("notes", []).append(
+        f"{', '.join(request.alternatives)} added {datetime.now(UTC).isoformat(timespec='seconds')} "
+        f"(code {_code_version()}) on the same lakehouse, records and model")
+    result["notes"].extend(request.notes)
+
+    def save() -> None:
+        result["ratios"] = ratios(result)
+        result["targets"] = targets(result, medium)
+        result_path.write_text(json.dumps(result, indent=2) + "\n")
+
+    run_alternatives(request, common, model, logs, result["alternatives"], save, reuse_prepared=True)
+    return result
+
+
 def _code_version() -> str:
     from .. import code_version
 
@@ -258,7 +297,7 @@ def _code_version() -> str:
 
 
 def run_alternatives(request: BenchmarkRequest, common: list[str], model: Path, logs: Path,
-                     found: dict[str, Any], save: Callable[[], None]) -> None:
+                     found: dict[str, Any], save: Callable[[], None], reuse_prepared: bool = False) -> None:
     """Each alternative asked for, in its own process, into ``found`` (``save`` after each),
     then all of them against truth."""
     if not request.alternatives:
@@ -266,8 +305,10 @@ def run_alternatives(request: BenchmarkRequest, common: list[str], model: Path, 
     work = request.lakehouse / "benchmark-alternatives"
     step = [sys.executable, "-m", "datafirst_spark.benchmarking.alternatives"]
     args = [*common, "--work", str(work), "--model", str(model)]
-    # prepare always runs: it writes the records every alternative reads, then times the baseline
-    measured = _measure([*step, "prepare", *args], logs / "alternative-prepare.log")
+    # prepare writes the records every alternative reads, then times the baseline; when adding
+    # to a result, the records its own prepare wrote are reused unless the baseline is asked again
+    if not reuse_prepared or "deterministic" in request.alternatives or not (work / "prepare.json").exists():
+        measured = _measure([*step, "prepare", *args], logs / "alternative-prepare.log")
     prepared = step_result(work, "prepare")
     if "deterministic" in request.alternatives:
         found[METHODS["prepare"]] = _measured(measured) | {

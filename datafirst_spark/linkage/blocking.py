@@ -4,10 +4,10 @@ Each rule's comparisons are bounded exactly with one group-by on its keys: a blo
 records makes n(n-1)/2 comparisons (n_a x n_b between two datasets when only linking).
 Two records of a dataset named in the spec's ``within_dataset_block_on`` count only when
 they share its sub-block too. That is the count before Splink drops pairs an earlier rule
-already made, so it is an upper bound, and it costs one shuffle of the records' keys
-per rule however skewed they are (a block's records meet in one task, which only counts
-them). A rule over the
-configured ceiling is refused, naming the rule and its largest block. Within the ceiling,
+already made, so it is an upper bound, and it costs one shuffle of a hash of the records'
+keys per rule however skewed they are (a block's records meet in one task, which only
+counts them). A rule over the configured ceiling is refused, naming the rule and its
+largest block. Within the ceiling,
 the blocked pairs predict will score are made here (:func:`blocked_pairs`) and handed to
 Splink's predict, and counted per rule (each pair under the first rule that makes it):
 exact marginal comparisons, for the price of a group-by over pairs of ids that predict
@@ -15,10 +15,12 @@ reads anyway.
 
 Splink makes the same pairs itself from the rules, but each of its joins carries every
 earlier rule's columns (arrays too) to drop the pairs an earlier rule made, and an exploded
-rule drops duplicates of its own before the union is deduplicated again. Here each rule's
-join carries only the columns of its own condition (the one Splink is given) and the
-record's id; one group-by over the union keeps each pair once under its first rule. Same pairs, same match keys
-(``tests/unit/test_linkage_parts.py`` checks them against Splink's own).
+rule drops duplicates of its own before the union is deduplicated again. Here each rule
+carries only the columns of its own condition (the one Splink is given) and the record's
+id, and makes its pairs without a join: its records are shuffled and sorted by block once,
+each meets the records after it in its block, and the condition decides which pairs stay.
+One group-by over the union keeps each pair once under its first rule. Same pairs, same
+match keys (``tests/unit/test_linkage_parts.py`` checks them against Splink's own).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import logging
 from dataclasses import dataclass
 from functools import reduce
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ..config import ConfigError
@@ -78,12 +80,15 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
         values = [F.expr(e) for e in expressions]
         agree = F.when(reduce(lambda a, b: a & b, [v.isNotNull() for v in values]), F.xxhash64(*values))
         sub_block = F.when(dataset == name, agree).otherwise(sub_block)
-    # partitioned by the block's keys once, the three aggregations below (sub-block, dataset,
-    # block) share that one shuffle; each would otherwise shuffle its input again
-    blocks = df.select(*keys, dataset, sub_block.alias("_sub_block")).dropna(subset=names).repartition(*names)
+    # A block is known by a hash of its keys: the shuffle and the three aggregations below
+    # carry one long instead of the keys' strings. Blocks whose hashes collide are counted as
+    # one, which only adds pairs: the bound stays an upper bound. Partitioned by that hash
+    # once, the aggregations (sub-block, dataset, block) share the one shuffle.
+    keyed = df.select(*keys, dataset, sub_block.alias("_sub_block")).dropna(subset=names)
+    blocks = keyed.select(F.xxhash64(*names).alias("_block"), "source_dataset", "_sub_block").repartition("_block")
     pairs_within = F.col("count") * (F.col("count") - 1) / 2
-    per_sub_block = blocks.groupBy(*names, "source_dataset", "_sub_block").count()
-    per_dataset = per_sub_block.groupBy(*names, "source_dataset").agg(
+    per_sub_block = blocks.groupBy("_block", "source_dataset", "_sub_block").count()
+    per_dataset = per_sub_block.groupBy("_block", "source_dataset").agg(
         F.sum("count").alias("count"),
         F.sum(F.when(F.col("_sub_block").isNotNull(), pairs_within)).alias("within"),
         F.coalesce(F.sum(F.when(F.col("_sub_block").isNull(), F.col("count"))), F.lit(0)).alias("unknown"),
@@ -97,15 +102,19 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
     # pairs across datasets in a block: (sum of n)^2 minus sum of n^2, halved
     across = (F.sum("count") * F.sum("count") - F.sum(F.col("count") * F.col("count"))) / 2
     within_datasets = F.coalesce(F.sum("within"), F.lit(0)) if link_type != "link_only" else F.lit(0)
-    per_block = per_dataset.groupBy(*names).agg(
+    per_block = per_dataset.groupBy("_block").agg(
         (across + within_datasets).cast("long").alias("pairs"), F.sum("count").alias("n"))
     totals = per_block.agg(
         F.coalesce(F.sum("pairs"), F.lit(0)).alias("pairs"),
-        F.max_by(F.struct("n", *names), "n").alias("largest"),
+        F.max_by(F.struct("n", "_block"), "n").alias("largest"),
     ).first()
     largest = totals["largest"]
-    key = ", ".join(f"{e}={largest[n]!r}" for e, n in zip(rule.block_on, names, strict=True)) if largest else "-"
-    return RuleBound(rule.description, int(totals["pairs"]), int(largest["n"]) if largest else 0, key)
+    if largest is None:
+        return RuleBound(rule.description, int(totals["pairs"]), 0, "-")
+    # the largest block's keys, from one of its records
+    values = keyed.filter(F.xxhash64(*names) == F.lit(largest["_block"])).select(*names).first()
+    key = ", ".join(f"{e}={values[n]!r}" for e, n in zip(rule.block_on, names, strict=True))
+    return RuleBound(rule.description, int(totals["pairs"]), int(largest["n"]), key)
 
 
 def check_rules(records: DataFrame, rules: list[BlockingRuleSpec], link_type: str, ceiling: float,
@@ -157,12 +166,31 @@ def _rule_pairs(records: DataFrame, rule: BlockingRuleSpec, spec: LinkageSpec) -
     df = records.withColumns({RECORD_SOURCE: F.col("source_dataset"), "_id": splink_id})
     for column in rule.explode:
         df = df.withColumn(column, F.explode(column))
-    condition = F.expr(prediction_blocking_rule(rule, spec).get_blocking_rule("spark").blocking_rule_sql)
-    condition &= F.col("l._id") < F.col("r._id")
+    sql = prediction_blocking_rule(rule, spec).get_blocking_rule("spark").blocking_rule_sql
+    condition = F.expr(sql) & (F.col("l._id") < F.col("r._id"))
     if spec.link_type == "link_only":
         condition &= F.col("l.source_dataset") != F.col("r.source_dataset")
-    return df.alias("l").join(df.alias("r"), condition).select(
-        F.col("l._id").alias("join_key_l"), F.col("r._id").alias("join_key_r"))
+    # Not a self-join: that shuffles and sorts the same records twice, once per side. Each
+    # record meets the records after it (by id) in its block, once: one shuffle, one sort.
+    # A pair of records with equal keys is a pair of the join; the condition, evaluated on
+    # the pair as the join would, decides which are kept.
+    names = [f"_key{i}" for i in range(len(rule.block_on))]
+    record = F.struct(*sorted(_sides_columns(sql) | {"_id", "source_dataset"})).alias("l")
+    blocks = df.select(*[F.expr(e).alias(n) for e, n in zip(rule.block_on, names, strict=True)], "_id", record) \
+        .dropna(subset=names)
+    after = Window.partitionBy(*names).orderBy("_id").rowsBetween(1, Window.unboundedFollowing)
+    return (blocks.withColumn("_after", F.collect_list("l").over(after))
+            .select("l", F.explode("_after").alias("r"))
+            .filter(condition)
+            .select(F.col("l._id").alias("join_key_l"), F.col("r._id").alias("join_key_r")))
+
+
+def _sides_columns(sql: str) -> set[str]:
+    """The columns a Splink blocking condition reads from its two records (``l.x``, ``r.x``)."""
+    import sqlglot
+    from sqlglot import exp
+
+    return {c.name for c in sqlglot.parse_one(sql, read="spark").find_all(exp.Column) if c.table in ("l", "r")}
 
 
 def blocked_pair_counts(blocked_pairs: DataFrame, spec: LinkageSpec) -> list[dict[str, object]]:

@@ -20,29 +20,40 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def benchmarked(refreshed_release, test_environment, tmp_path_factory):
-    root = tmp_path_factory.mktemp("benchmark")
-    lakehouse = copy_release(refreshed_release.lakehouse, root / "lakehouse", ("landing", "truth", "models"))
-    results = root / "results"
-    command = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--scale", "tiny", "--lakehouse",
-               lakehouse.root, "--conf", str(test_environment.path), "--results", str(results), "--note", "test run"]
+def _run_benchmark(command, lakehouse):
     done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         logs = "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-30:])
                          for p in sorted(Path(lakehouse.root, "benchmark-logs").glob("*.log")))
         pytest.fail(f"benchmark exited {done.returncode}:\n{done.stdout}\n{done.stderr}\n{logs}")
-    path = Path(done.stdout.strip().splitlines()[-1])
-    return {"path": path, "result": json.loads(path.read_text()), "lakehouse": lakehouse, "results": results,
-            "refreshed": refreshed_release, "stdout": done.stdout}
+    return done
+
+
+@pytest.fixture(scope="module")
+def benchmarked(refreshed_release, test_environment, tmp_path_factory):
+    """The refresh beside two alternatives, then the third added to its result with --add-to
+    (as a full-scale run adds an alternative stopped or not asked the first time)."""
+    root = tmp_path_factory.mktemp("benchmark")
+    lakehouse = copy_release(refreshed_release.lakehouse, root / "lakehouse", ("landing", "truth", "models"))
+    results = root / "results"
+    command = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--scale", "tiny", "--lakehouse",
+               lakehouse.root, "--conf", str(test_environment.path), "--results", str(results)]
+    first = _run_benchmark([*command, "--note", "test run", "--alternatives", "deterministic,splink-duckdb"],
+                           lakehouse)
+    path = Path(first.stdout.strip().splitlines()[-1])
+    before = json.loads(path.read_text())
+    added = _run_benchmark([*command, "--alternatives", "splink-spark", "--add-to", str(path)], lakehouse)
+    assert Path(added.stdout.strip().splitlines()[-1]) == path
+    return {"path": path, "result": json.loads(path.read_text()), "before_adding": before, "lakehouse": lakehouse,
+            "results": results, "refreshed": refreshed_release, "stdout": added.stdout, "command": command}
 
 
 def test_result_file_is_named_for_the_day_and_scale(benchmarked):
     assert benchmarked["path"].parent == benchmarked["results"]
     assert benchmarked["path"].name == f"{datetime.now(timezone.utc):%Y-%m-%d}-refresh-tiny.json"
     result = benchmarked["result"]
-    assert (result["benchmark"], result["scale"], result["release"], result["notes"]) == \
-        ("refresh", "tiny", "2025", ["test run"])
+    assert (result["benchmark"], result["scale"], result["release"], result["notes"][0]) == \
+        ("refresh", "tiny", "2025", "test run")
     assert result["machine"]["cores"] == os.cpu_count()
     assert result["versions"]["pyspark"] == "4.2.0" and result["versions"]["splink"] == "5.0.0"
     assert result["training"] is None  # the copied model was reused
@@ -99,6 +110,31 @@ def test_targets_are_listed_with_their_figures(benchmarked):
     assert checked["cost growth medium -> full"]["value"] is None
     for line in (json.dumps(t) for t in result["targets"]):
         assert line in benchmarked["stdout"]
+
+
+def test_an_added_alternative_keeps_the_refresh_and_the_others_and_recomputes_the_targets(benchmarked):
+    before, after = benchmarked["before_adding"], benchmarked["result"]
+    assert set(before["alternatives"]) == {"deterministic", "splink_duckdb"}
+    assert after["refresh"] == before["refresh"]
+    for method in before["alternatives"]:
+        assert after["alternatives"][method]["wall_seconds"] == before["alternatives"][method]["wall_seconds"]
+    assert len(after["notes"]) == 2 and after["notes"][1].startswith("splink-spark added ")
+    recipe = {t["target"]: t for t in after["targets"]}["refresh vs Splink's untuned Spark recipe"]
+    assert recipe["value"]["speedup"] == round(after["alternatives"]["splink_spark_recipe"]["wall_seconds"]
+                                               / after["refresh"]["wall_seconds"], 3)
+    assert recipe["value"]["recall"] and recipe["met"] is not None
+
+
+def test_alternatives_are_not_added_to_the_result_of_another_lakehouse(benchmarked, tmp_path):
+    other = json.loads(benchmarked["path"].read_text())
+    other["refresh"]["model"]["sha256"] = "0" * 64
+    path = tmp_path / "other-refresh-tiny.json"
+    path.write_text(json.dumps(other))
+    done = subprocess.run([*benchmarked["command"], "--alternatives", "splink-duckdb", "--add-to", str(path)],
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "is not the lakehouse other-refresh-tiny.json refreshed" in done.stderr
+    assert json.loads(path.read_text()) == other
 
 
 def test_a_lakehouse_already_refreshed_is_refused(refreshed_release, test_environment):
