@@ -37,6 +37,7 @@ from datafirst_spark.benchmarking.refresh import (
     ROOT,
     BenchmarkError,
     BenchmarkRequest,
+    JobFailed,
     add_alternatives,
     results_table,
     run_benchmark,
@@ -81,20 +82,8 @@ def main() -> int:
     if unknown:
         parser.error(f"--alternatives: unknown {', '.join(unknown)} (choose from {', '.join(ALTERNATIVES)})")
     lakehouse = Path(args.lakehouse).resolve()
-    if args.add_to:
-        if not chosen or args.generate:
-            parser.error("--add-to needs --alternatives and refuses --generate")
-        request = BenchmarkRequest(args.scale, lakehouse, args.release, Path(args.conf).resolve(),
-                                   Path(args.linkage).resolve(), Path(args.results).resolve(), chosen, args.note)
-        try:
-            result = add_alternatives(request, Path(args.add_to))
-        except BenchmarkError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1 if "failed with exit code" in str(exc) else 2
-        for target in result["targets"]:
-            print(json.dumps(target))
-        print(args.add_to)
-        return 0
+    if args.add_to and (not chosen or args.generate):
+        parser.error("--add-to needs --alternatives and refuses --generate")
     if args.generate:
         lakehouse.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, str(ROOT / "jobs" / "generate_synthetic.py"), "--conf", args.conf,
@@ -105,14 +94,19 @@ def main() -> int:
     request = BenchmarkRequest(args.scale, lakehouse, args.release, Path(args.conf).resolve(),
                                Path(args.linkage).resolve(), Path(args.results).resolve(), chosen, args.note)
     try:
-        result, path = run_benchmark(request)
+        if args.add_to:
+            path = Path(args.add_to)
+            result = add_alternatives(request, path)
+        else:
+            result, path = run_benchmark(request)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1 if "failed with exit code" in str(exc) else 2
-    refresh = result["refresh"]
-    print(f"[{args.scale}] refresh {refresh['wall_seconds']}s wall ({json.dumps(refresh['stage_seconds'])}), "
-          f"peak {refresh['peak_process_tree_rss_gib']} GiB, {refresh['predict_comparisons_per_second']} "
-          f"comparisons/s in predict")
+        return 1 if isinstance(exc, JobFailed) else 2
+    if not args.add_to:
+        refresh = result["refresh"]
+        print(f"[{args.scale}] refresh {refresh['wall_seconds']}s wall ({json.dumps(refresh['stage_seconds'])}), "
+              f"peak {refresh['peak_process_tree_pss_gib']} GiB (PSS), "
+              f"{refresh['predict_comparisons_per_second']} comparisons/s in predict")
     for target in result["targets"]:
         print(json.dumps(target))
     print(path)

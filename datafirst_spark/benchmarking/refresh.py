@@ -37,7 +37,11 @@ TARGET_EXPONENT = 1.15
 
 
 class BenchmarkError(Exception):
-    """The benchmark cannot run or a job in it failed (the message names the log)."""
+    """The benchmark cannot run: bad arguments or a lakehouse it cannot use (the message names it)."""
+
+
+class JobFailed(BenchmarkError):
+    """A job of the benchmark exited with an error (the message names its log)."""
 
 
 @dataclass
@@ -61,8 +65,27 @@ def _measure(command: list[str], log_path: Path, watch: Path | None = None,
     print(f"{' '.join(command)}  (log: {log_path})", flush=True)
     measured = run_measured(command, log_path, ROOT, watch_folder=watch, env=env)
     if measured.returncode != 0:
-        raise BenchmarkError(f"{Path(command[1]).name} failed with exit code {measured.returncode}; see {log_path}")
+        raise JobFailed(f"{Path(command[1]).name} failed with exit code {measured.returncode}; see {log_path}")
     return measured
+
+
+def _job_arguments(request: BenchmarkRequest) -> list[str]:
+    """The arguments every job of the benchmark (refresh, training, alternatives) is given."""
+    return ["--conf", str(request.conf), "--lakehouse", str(request.lakehouse), "--release", request.release,
+            "--linkage", str(request.linkage)]
+
+
+def _saver(result: dict[str, Any], path: Path, results: Path) -> Callable[[], None]:
+    """Writes ``result`` to ``path`` with its ratios and targets computed afresh (the cost
+    exponent against the latest medium result in ``results``)."""
+    medium = previous_result(results, "medium")
+
+    def save() -> None:
+        result["ratios"] = ratios(result)
+        result["targets"] = targets(result, medium)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+
+    return save
 
 
 def _measured(measured: Measurement) -> dict[str, Any]:
@@ -162,8 +185,7 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
     _check_fresh(request)
     logs = lakehouse / "benchmark-logs"
     logs.mkdir(exist_ok=True)
-    common = ["--conf", str(request.conf), "--lakehouse", str(lakehouse), "--release", release,
-              "--linkage", str(request.linkage)]
+    common = _job_arguments(request)
 
     training = None
     if not saved_models(lakehouse, spec.linkage):
@@ -237,13 +259,7 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
     }
     request.results.mkdir(parents=True, exist_ok=True)
     path = new_result_path(request.results, request.scale, datetime.now(UTC))
-    medium = previous_result(request.results, "medium")
-
-    def save() -> None:
-        result["ratios"] = ratios(result)
-        result["targets"] = targets(result, medium)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-
+    save = _saver(result, path, request.results)
     # written now and after each alternative: a full-scale refresh takes an hour, and its
     # figures must outlive an alternative that fails or is stopped
     save()
@@ -272,21 +288,13 @@ def add_alternatives(request: BenchmarkRequest, result_path: Path) -> dict[str, 
     request.release = result["release"]
     model = Path(result["refresh"]["model"]["path"])
     logs = request.lakehouse / "benchmark-logs"
-    common = ["--conf", str(request.conf), "--lakehouse", str(request.lakehouse), "--release", request.release,
-              "--linkage", str(request.linkage)]
-    medium = previous_result(request.results, "medium")
     result["alternatives_asked"] = sorted(set(result.get("alternatives_asked", [])) | set(request.alternatives))
     result.setdefault("notes", []).append(
         f"{', '.join(request.alternatives)} added {datetime.now(UTC).isoformat(timespec='seconds')} "
         f"(code {_code_version()}) on the same lakehouse, records and model")
     result["notes"].extend(request.notes)
-
-    def save() -> None:
-        result["ratios"] = ratios(result)
-        result["targets"] = targets(result, medium)
-        result_path.write_text(json.dumps(result, indent=2) + "\n")
-
-    run_alternatives(request, common, model, logs, result["alternatives"], save, reuse_prepared=True)
+    run_alternatives(request, _job_arguments(request), model, logs, result["alternatives"],
+                     _saver(result, result_path, request.results), reuse_prepared=True)
     return result
 
 

@@ -242,6 +242,18 @@ def test_a_page_shared_by_forked_processes_counts_once_in_the_tree_pss(tmp_path)
     assert measured.peak_machine_used_bytes > measured.peak_pss_bytes
 
 
+def test_a_failed_job_is_told_apart_from_an_unusable_lakehouse_and_names_its_log(tmp_path):
+    import sys
+
+    from datafirst_spark.benchmarking.refresh import BenchmarkError, JobFailed, _measure
+
+    log = tmp_path / "job.log"
+    with pytest.raises(JobFailed, match=f"failed with exit code 3; see {log}"):
+        _measure([sys.executable, "-c", "import sys; sys.exit(3)"], log)
+    # the script exits 1 for a failed job and 2 for any other BenchmarkError
+    assert issubclass(JobFailed, BenchmarkError)
+
+
 def _write_event_log(path, events):
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
 
