@@ -67,6 +67,18 @@ def connected_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame
     return components.unionByName(alone.select("node_id", F.col("node_id").alias("cluster_id")))
 
 
+def cluster_counts(membership: DataFrame) -> DataFrame:
+    """(method, threshold, clusters, records) of membership (:data:`MEMBERSHIP_COLUMNS`).
+
+    A cluster's id is the node id of one of its records (its smallest), so each cluster has
+    exactly one record whose own node id is the cluster's: counting those counts clusters in
+    one pass with no shuffle, where a distinct count would shuffle every record's cluster id
+    (50M rows at `full`, nearly all clusters of one)."""
+    own = node_id("source_dataset", "source_record_id") == F.col("cluster_id")
+    return membership.groupBy("method", "threshold").agg(F.count_if(own).alias("clusters"),
+                                                         F.count("*").alias("records"))
+
+
 @dataclass
 class OneToOneReport:
     threshold: float

@@ -26,7 +26,7 @@ from ..config import ConfigError, EnvironmentConfig
 from ..lakehouse import Lakehouse, list_data_files, write_delta, write_json
 from ..timing import StageTimer
 from .blocking import blocked_pair_counts, blocked_pairs, check_rules, concatenated
-from .clustering import PAIR_COLUMNS, cluster_at_thresholds
+from .clustering import PAIR_COLUMNS, cluster_at_thresholds, cluster_counts
 from .deterministic import deterministic_pairs
 from .model import (
     MATCH_COLUMNS,
@@ -206,9 +206,9 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
             membership = membership.unionByName(baseline_membership)
         write_delta(membership, out("clusters"))
         clusters = spark.read.format("delta").load(out("clusters"))
-        counted = clusters.groupBy("method", "threshold").agg(F.countDistinct("cluster_id").alias("n")).collect()
-        report.clusters = {f"{r['method']}@{r['threshold']}": r["n"] for r in counted}
-        figures["rows"] = clusters.count()
+        counted = cluster_counts(clusters).collect()
+        report.clusters = {f"{r['method']}@{r['threshold']}": r["clusters"] for r in counted}
+        figures["rows"] = sum(r["records"] for r in counted)
         report.tables["clusters"] = out("clusters")
 
     truth_path = lakehouse.truth(release, "records")

@@ -17,7 +17,7 @@ from datafirst_spark.linkage.blocking import (
     check_rules,
     rule_bound,
 )
-from datafirst_spark.linkage.clustering import PAIR_COLUMNS, cluster_at_thresholds
+from datafirst_spark.linkage.clustering import PAIR_COLUMNS, cluster_at_thresholds, cluster_counts
 from datafirst_spark.linkage.deterministic import deterministic_pairs
 from datafirst_spark.linkage.spec import BlockingRuleSpec, DeterministicPass, load_linkage_spec
 from datafirst_spark.quality.evaluation import birth_cohort, evaluate
@@ -268,6 +268,21 @@ def test_clusters_at_each_threshold_with_stable_ids(spark, people):
         "source_dataset string, source_record_id string, cluster_id string, threshold double",
     ).withColumn("method", F.lit("splink"))
     assert_df_equality(membership, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_cluster_counts_are_the_distinct_clusters_and_the_records_of_each_threshold(spark, people):
+    pairs = pairs_frame(spark, [("npd", "n1", "pnc", "p1", 0.999), ("npd", "n2", "pnc", "p1", 0.95),
+                                ("npd", "n3", "npd", "n4", 0.6), ("npd", "n3", "pnc", "p2", 0.97)])
+    membership = cluster_at_thresholds(spark, people, pairs, [0.5, 0.9, 0.99], "splink",
+                                       one_to_one_dataset="pnc").membership
+    expected = membership.groupBy("method", "threshold").agg(
+        F.countDistinct("cluster_id").alias("clusters"), F.count("*").alias("records"))
+    got = cluster_counts(membership)
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    # one-to-one keeps p1 with n1 only (n1 and n2 are not one pupil): at 0.5 {n1, p1}, n2, {n3, n4, p2};
+    # at 0.9 {n1, p1}, n2, {n3, p2}, n4; at 0.99 {n1, p1} and four alone
+    assert sorted((r["threshold"], r["clusters"], r["records"]) for r in got.collect()) == \
+        [(0.5, 3, 6), (0.9, 4, 6), (0.99, 5, 6)]
 
 
 def test_with_no_pair_over_the_threshold_every_record_is_its_own_cluster(spark, people):
