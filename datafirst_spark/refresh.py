@@ -36,6 +36,7 @@ from .config import ConfigError, EnvironmentConfig
 from .lakehouse import Lakehouse, write_delta, write_json
 from .linkage.spec import LinkageSpec
 from .manifest import FAILED, RUNNING, SUCCEEDED, record_stage, stage_states
+from .timing import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -234,21 +235,28 @@ def _qa(spark: SparkSession, spec: LinkageSpec, lakehouse: Lakehouse, release: s
         outcome.details["note"] = "a dedupe-only linkage has no link rates"
         return outcome
     target = next(d for d in spec.datasets if d != spec.link_from)
-    links = read_release_table(spark, lakehouse, "person_links", release)
-    records = spark.read.format("delta").load(lakehouse.staging(release, spec.link_from, RECORDS_TABLE))
-    write_delta(link_rates_by_group(links, records, spec.link_from, target).withColumn("release", F.lit(release)),
-                qa_path(lakehouse, release, "link_rates"))
-    rates = spark.read.format("delta").load(qa_path(lakehouse, release, "link_rates"))
-    rows = [r.asDict() for r in rates.orderBy("threshold", "group_by", "group_value").collect()]
-    write_json(spark, qa_path(lakehouse, release, QA_FILE), {"release": release, "linkage": spec.linkage,
-                                                             "link_from": spec.link_from, "link_to": target,
-                                                             "link_rates": rows})
-    outcome.counts["link_rate_rows"] = len(rows)
+    # each part timed and its Spark jobs tagged, so the log and the benchmark's profile say where QA goes
+    timer = StageTimer(log)
+    with timer.stage(f"qa {release}: link rates") as figures:
+        links = read_release_table(spark, lakehouse, "person_links", release)
+        records = spark.read.format("delta").load(lakehouse.staging(release, spec.link_from, RECORDS_TABLE))
+        write_delta(link_rates_by_group(links, records, spec.link_from, target).withColumn("release", F.lit(release)),
+                    qa_path(lakehouse, release, "link_rates"))
+        rates = spark.read.format("delta").load(qa_path(lakehouse, release, "link_rates"))
+        rows = [r.asDict() for r in rates.orderBy("threshold", "group_by", "group_value").collect()]
+        write_json(spark, qa_path(lakehouse, release, QA_FILE), {"release": release, "linkage": spec.linkage,
+                                                                 "link_from": spec.link_from, "link_to": target,
+                                                                 "link_rates": rows})
+        figures["rows"] = outcome.counts["link_rate_rows"] = len(rows)
     outcome.details = {"link_rates": qa_path(lakehouse, release, "link_rates"),
                        "overall": {str(r["threshold"]): r["link_rate"] for r in rows if r["group_by"] == "all"}}
-    outcome.details["report"] = _report(spark, spec, lakehouse, release)
-    outcome.details["clerical_sample"], outcome.counts["clerical_sample_pairs"] = _clerical(spark, spec, lakehouse,
-                                                                                            release)
+    with timer.stage(f"qa {release}: report"):
+        outcome.details["report"] = _report(spark, spec, lakehouse, release)
+    with timer.stage(f"qa {release}: clerical sample") as figures:
+        outcome.details["clerical_sample"], outcome.counts["clerical_sample_pairs"] = _clerical(spark, spec,
+                                                                                                lakehouse, release)
+        figures["rows"] = outcome.counts["clerical_sample_pairs"]
+    outcome.details["seconds"] = timer.seconds
     for row in rows:
         if row["group_by"] == "all":
             log.info("qa %s: %s records linked to %s at %s: %.2f%% (%d of %d)", release, spec.link_from, target,

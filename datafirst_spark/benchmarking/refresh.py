@@ -226,6 +226,7 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
         "ingest_seconds": {name: i["seconds"] for name, i in ingest.items()},
         "link_seconds": link_seconds,
         "publish_seconds": run_report["outcomes"]["publish"]["seconds"],
+        "qa_seconds": run_report["outcomes"].get("qa", {}).get("seconds", {}),
         "rows": {"input": {n: i["input_rows"] for n, i in ingest.items()},
                  "quarantined": {n: i["quarantined_rows"] for n, i in ingest.items()},
                  "pairs_scored": linkage_report["pairs"], "pairs_excluded": linkage_report["pairs_excluded"],
