@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import datafirst_spark
-    from datafirst_spark.benchmarking import machine
+    from datafirst_spark.benchmarking import machine, speed_probe
     from datafirst_spark.cli import configure_logging
     from datafirst_spark.config import load_environment
     from datafirst_spark.lakehouse import Lakehouse
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     env, spec, lakehouse = load_environment(args.conf), load_linkage_spec(args.linkage), Lakehouse.at(args.lakehouse)
     run: dict = {"label": args.label, "code_version": datafirst_spark.code_version(),
                  "code": str(Path(datafirst_spark.__file__).parent),
-                 "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": {}}
+                 "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "machine_speed": speed_probe(), "seconds": {}}
     with spark_run(env, "benchmark-link-parts") as session:
         spark = session.spark
         if "bounds" in parts:

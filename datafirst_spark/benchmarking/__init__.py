@@ -1,10 +1,11 @@
 """What every benchmark script records: a job run's wall time, the peak memory of its whole
 process tree (Python driver + JVM; RSS and PSS), of its largest process (in local mode, the
 driver JVM) and of the whole machine, the peak size of a folder it writes to (its scratch),
-disk used, and the machine."""
+disk used, the machine, and how fast the machine runs fixed work at the time."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -101,3 +102,30 @@ def machine() -> dict[str, object]:
         "java": java_version(),
         "platform": platform.platform(),
     }
+
+
+def speed_probe() -> dict[str, float]:
+    """How fast this machine runs three fixed, single-threaded pieces of work now (a few
+    seconds in all): SHA-256 over 256 MiB, copying 1 GiB in memory, and an interpreted loop.
+
+    The virtual machine the benchmarks run on took 387 s for a full-scale stage (NPD
+    standardisation) one evening and 568 s the next night, with the same code, records and
+    settings, so a result's wall times say as much about the hour as about the code. Recorded beside
+    them, these figures tell a slow hour from slow code when results of different sessions
+    are compared."""
+    block = bytes(64 * 2**20)
+    started = time.perf_counter()
+    for _ in range(4):
+        hashlib.sha256(block).digest()
+    sha256 = 256 / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for _ in range(16):
+        bytearray(block)
+    copy = 1024 / (time.perf_counter() - started)
+    started = time.perf_counter()
+    total = 0
+    for number in range(10_000_000):
+        total += number % 7
+    loop = time.perf_counter() - started
+    return {"sha256_mib_per_second": round(sha256, 1), "memory_copy_mib_per_second": round(copy, 1),
+            "python_loop_seconds": round(loop, 3)}

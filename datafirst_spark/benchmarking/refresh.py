@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from . import Measurement, gib, machine, run_measured
+from . import Measurement, gib, machine, run_measured, speed_probe
 from .alternatives import METHODS, step_result
 from .profile import latest_event_log, profile_event_log, spark_conf_dir_with_event_log
 
@@ -195,11 +195,13 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
 
     scratch_root = Path(default_scratch_root(env))
     scratch_root.mkdir(parents=True, exist_ok=True)
+    speed = {"before_refresh": speed_probe()}
     # the refresh's Spark event log, for its profile (where the time goes, stage by stage)
     events = logs / "spark-events"
     conf_dir = spark_conf_dir_with_event_log(logs / "spark-conf", events)
     measured = _measure([*_job("annual_refresh.py"), *common, "--throwaway-key"], logs / "refresh.log", scratch_root,
                         env={**os.environ, "SPARK_CONF_DIR": str(conf_dir)})
+    speed["after_refresh"] = speed_probe()
     event_log = latest_event_log(events)
     run_report = json.loads(max((lakehouse / "staging" / release / "refresh").glob("*.json"),
                                 key=lambda p: p.stat().st_mtime).read_text())
@@ -250,6 +252,7 @@ def run_benchmark(request: BenchmarkRequest) -> tuple[dict[str, Any], Path]:
         "code_version": linkage_report.get("code_version") or _code_version(),
         "input_rows": rows,
         "machine": machine(),
+        "machine_speed": speed,
         "versions": versions(),
         "conf": str(request.conf),
         "training": training,
@@ -294,6 +297,7 @@ def add_alternatives(request: BenchmarkRequest, result_path: Path) -> dict[str, 
         f"{', '.join(request.alternatives)} added {datetime.now(UTC).isoformat(timespec='seconds')} "
         f"(code {_code_version()}) on the same lakehouse, records and model")
     result["notes"].extend(request.notes)
+    result.setdefault("machine_speed", {})[f"adding {','.join(request.alternatives)}"] = speed_probe()
     run_alternatives(request, _job_arguments(request), model, logs, result["alternatives"],
                      _saver(result, result_path, request.results), reuse_prepared=True)
     return result

@@ -57,6 +57,9 @@ def test_result_file_is_named_for_the_day_and_scale(benchmarked):
     assert result["machine"]["cores"] == os.cpu_count()
     assert result["versions"]["pyspark"] == "4.2.0" and result["versions"]["splink"] == "5.0.0"
     assert result["training"] is None  # the copied model was reused
+    # the machine's speed, probed before and after the refresh and when the third alternative was added
+    assert list(result["machine_speed"]) == ["before_refresh", "after_refresh", "adding splink-spark"]
+    assert all(probe["sha256_mib_per_second"] > 0 for probe in result["machine_speed"].values())
 
 
 def test_refresh_figures_agree_with_what_the_refresh_wrote(benchmarked):
@@ -74,6 +77,9 @@ def test_refresh_figures_agree_with_what_the_refresh_wrote(benchmarked):
     assert 0 < refresh["peak_driver_rss_gib"] <= refresh["peak_process_tree_rss_gib"]
     assert 0 < refresh["peak_process_tree_pss_gib"] <= refresh["peak_process_tree_rss_gib"]
     assert refresh["scratch_left_after_run"] == []
+    # QA's parts are timed one by one, within the stage
+    assert list(refresh["qa_seconds"]) == [f"qa 2025: {part}" for part in ("link rates", "report", "clerical sample")]
+    assert 0 < sum(refresh["qa_seconds"].values()) <= refresh["stage_seconds"]["qa"]
     splink = {q["threshold"]: q for q in refresh["quality"]["splink"]}
     figures = refreshed.first["outcomes"]["publish"]["figures"]
     assert splink[0.9]["recall"] == pytest.approx(figures["recall@0.9"], abs=1e-5)

@@ -242,6 +242,14 @@ def test_a_page_shared_by_forked_processes_counts_once_in_the_tree_pss(tmp_path)
     assert measured.peak_machine_used_bytes > measured.peak_pss_bytes
 
 
+def test_the_speed_probe_times_its_three_pieces_of_work():
+    from datafirst_spark.benchmarking import speed_probe
+
+    probe = speed_probe()
+    assert set(probe) == {"sha256_mib_per_second", "memory_copy_mib_per_second", "python_loop_seconds"}
+    assert all(value > 0 for value in probe.values())
+
+
 def test_a_failed_job_is_told_apart_from_an_unusable_lakehouse_and_names_its_log(tmp_path):
     import sys
 
