@@ -253,13 +253,30 @@ def test_the_speed_probe_times_its_three_pieces_of_work():
 def test_a_failed_job_is_told_apart_from_an_unusable_lakehouse_and_names_its_log(tmp_path):
     import sys
 
-    from datafirst_spark.benchmarking.refresh import BenchmarkError, JobFailed, _measure
+    from datafirst_spark.benchmarking.refresh import JobFailed, _measure
 
     log = tmp_path / "job.log"
     with pytest.raises(JobFailed, match=f"failed with exit code 3; see {log}"):
         _measure([sys.executable, "-c", "import sys; sys.exit(3)"], log)
-    # the script exits 1 for a failed job and 2 for any other BenchmarkError
-    assert issubclass(JobFailed, BenchmarkError)
+
+
+def test_the_script_exits_1_for_a_failed_job_and_2_for_any_other_refusal(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import sys
+
+    from datafirst_spark.benchmarking.refresh import BenchmarkError, JobFailed
+
+    loader = importlib.util.spec_from_file_location("benchmark_script", ROOT / "scripts" / "benchmark.py")
+    script = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(script)
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "--scale", "tiny", "--lakehouse", str(tmp_path),
+                                      "--alternatives", ""])
+    for error, code in ((JobFailed("annual_refresh.py failed"), 1), (BenchmarkError("no release here"), 2)):
+        def refuse(request, error=error):
+            raise error
+        monkeypatch.setattr(script, "run_benchmark", refuse)
+        assert script.main() == code
+        assert f"error: {error}" in capsys.readouterr().err
 
 
 def _write_event_log(path, events):
