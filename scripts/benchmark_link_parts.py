@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         if "evaluate" in parts:
             started = time.monotonic()
             clusters = spark.read.format("delta").load(linkage_path(lakehouse, args.release, spec.linkage, "clusters"))
-            rows = evaluate_against_truth(spark, lakehouse, args.release, spec, clusters,
+            records = concatenated(records_of(spark, lakehouse, args.release, spec),
+                                   ["source_dataset", "source_record_id"])
+            rows = evaluate_against_truth(spark, lakehouse, args.release, spec, clusters, records,
                                           f"{session.scratch_dir}/quality")
             run["seconds"]["evaluate"] = round(time.monotonic() - started, 1)
             run["quality"] = rows

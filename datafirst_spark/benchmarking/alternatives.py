@@ -245,6 +245,7 @@ def evaluate(args: argparse.Namespace) -> None:
     """Each alternative's clusters against truth, as the refresh evaluates its own."""
     from ..cli import open_lakehouse
     from ..config import load_environment
+    from ..linkage.blocking import concatenated
     from ..linkage.spec import load_linkage_spec
     from ..quality.evaluation import evaluate as evaluate_clusters
     from ..quality.evaluation import summary
@@ -259,9 +260,11 @@ def evaluate(args: argparse.Namespace) -> None:
         spark = run.spark
         truth = spark.read.format("delta").load(lakehouse.truth(args.release, "records"))
         people = truth_people_groups(spark.read.format("delta").load(lakehouse.truth(args.release, "people")))
+        records = concatenated({name: spark.read.parquet(str(records_folder(work, name))) for name in spec.datasets},
+                               ["source_dataset", "source_record_id"])
         for step in steps:
             clusters = spark.read.parquet(str(clusters_folder(work, step)))
-            rows = summary(evaluate_clusters(clusters, truth, people, spec.datasets, spec.link_from))
+            rows = summary(evaluate_clusters(clusters, records, truth, people, spec.datasets, spec.link_from))
             quality[METHODS[step]] = [r for r in rows if r["view"] in ("link", "pairs")]
     _write_result(work, "evaluate", {"quality": quality})
 

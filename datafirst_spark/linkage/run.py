@@ -214,7 +214,8 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
     truth_path = lakehouse.truth(release, "records")
     if list_data_files(spark, f"{truth_path}/_delta_log") is not None:
         with timer.stage(f"{spec.linkage}: evaluate against truth"):
-            report.quality = evaluate_against_truth(spark, lakehouse, release, spec, clusters, out("quality"))
+            report.quality = evaluate_against_truth(spark, lakehouse, release, spec, clusters, all_records,
+                                                    out("quality"))
             report.tables["quality"] = out("quality")
     concat.unpersist()
     return _finish(spark, report, timer, started, out(REPORT_FILE))
@@ -228,13 +229,13 @@ def written_blocked_pairs(spark: SparkSession, records: DataFrame, spec: Linkage
 
 
 def evaluate_against_truth(spark: SparkSession, lakehouse: Lakehouse, release: str, spec: LinkageSpec,
-                           clusters: DataFrame, path: str) -> list[dict[str, Any]]:
+                           clusters: DataFrame, records: DataFrame, path: str) -> list[dict[str, Any]]:
     from ..quality.evaluation import evaluate, summary
     from ..quality.truth import truth_people_groups
 
     truth = spark.read.format("delta").load(lakehouse.truth(release, "records"))
     people = truth_people_groups(spark.read.format("delta").load(lakehouse.truth(release, "people")))
-    quality = evaluate(clusters, truth, people, spec.datasets, spec.link_from)
+    quality = evaluate(clusters, records, truth, people, spec.datasets, spec.link_from)
     write_delta(quality.withColumn("release", F.lit(release)).withColumn("linkage", F.lit(spec.linkage)), path)
     stored = spark.read.format("delta").load(path)
     rows = summary(stored)

@@ -20,8 +20,10 @@ from __future__ import annotations
 from functools import reduce
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
+
+from ..linkage.clustering import in_clusters_of_several, misnamed_clusters
 
 QUALITY_COLUMNS = [
     "method", "threshold", "view", "scope", "group_by", "group_value",
@@ -145,14 +147,22 @@ def pair_quality(linked: DataFrame, people_counts: DataFrame, datasets: list[str
     ))
 
 
-def cluster_quality(clusters: DataFrame, true_people: int) -> DataFrame:
-    """Exact clusters: a predicted cluster holding all, and only, one true person's records."""
+def cluster_quality(clusters: DataFrame, singles: DataFrame, true_people: int) -> DataFrame:
+    """Exact clusters: a predicted cluster holding all, and only, one true person's records.
+
+    ``clusters``: the labelled clusters of two or more records (:func:`labelled_clusters`);
+    ``singles``: per (method, threshold), its clusters of one record (``clusters``) and how
+    many of them are exact (``exact``: the record's person has no other record)."""
     exact = F.col("one_person") & (F.col("size") == F.col("person_size"))
-    return _with_scores(clusters.groupBy("method", "threshold").agg(
-        F.count_if(exact).alias("true_positives"), F.count("*").alias("predicted"),
-        F.lit(true_people).cast("long").alias("actual"), F.count_if(exact).alias("found"),
-    ).select("*", F.lit("clusters").alias("view"), F.lit("all").alias("scope"),
-             F.lit("all").alias("group_by"), F.lit("all").alias("group_value")))
+    several = clusters.groupBy("method", "threshold").agg(F.count_if(exact).alias("exact"),
+                                                          F.count("*").alias("clusters"))
+    counted = singles.select("method", "threshold", "exact", "clusters").unionByName(several) \
+        .groupBy("method", "threshold").agg(F.sum("exact").alias("exact"), F.sum("clusters").alias("clusters"))
+    return _with_scores(counted.select(
+        "method", "threshold", F.col("exact").alias("true_positives"), F.col("clusters").alias("predicted"),
+        F.lit(true_people).cast("long").alias("actual"), F.col("exact").alias("found"),
+        F.lit("clusters").alias("view"), F.lit("all").alias("scope"),
+        F.lit("all").alias("group_by"), F.lit("all").alias("group_value")))
 
 
 def true_people(truth: DataFrame, datasets: list[str], link_from: str | None) -> DataFrame:
@@ -165,21 +175,25 @@ def true_people(truth: DataFrame, datasets: list[str], link_from: str | None) ->
         (reduce(lambda a, b: a + b, outside) > 0 if link_from and outside else F.lit(False)).alias("linkable"))
 
 
-def labelled_clusters(membership: DataFrame, truth: DataFrame, people_counts: DataFrame, people: DataFrame,
-                      link_from: str | None) -> DataFrame:
-    """One row per predicted cluster, (method, threshold, cluster_id): its size, whether its
-    records are one true person's and that person's number of records, and its records
-    (``records``: source_dataset, source_record_id, true_person_id, whether the person is
-    linkable from ``link_from`` and, for ``link_from`` records, the person's groups, the only
-    records whose groups are counted). Membership rows without truth are left out."""
+def record_facts(truth: DataFrame, people_counts: DataFrame, people: DataFrame, link_from: str | None) -> DataFrame:
+    """Per record of truth: its true person, that person's number of records
+    (``person_size``), whether the person is linkable from ``link_from`` and, for
+    ``link_from`` records only (the only records whose groups are counted), the person's groups."""
     is_from = F.col("source_dataset") == F.lit(link_from)
-    facts = truth.join(people_counts.select("true_person_id", "person_size", "linkable"), "true_person_id") \
+    return truth.join(people_counts.select("true_person_id", "person_size", "linkable"), "true_person_id") \
         .join(people.select("true_person_id", *GROUPS), "true_person_id", "left") \
         .select("source_dataset", "source_record_id", "true_person_id", "person_size", "linkable",
                 *[F.when(is_from, F.col(g)).alias(g) for g in GROUPS])
+
+
+def labelled_clusters(membership: DataFrame, facts: DataFrame) -> DataFrame:
+    """One row per predicted cluster, (method, threshold, cluster_id): its size, whether its
+    records are one true person's and that person's number of records, and its records
+    (``records``: the columns of :func:`record_facts` but the person's size). Membership rows
+    without truth are left out, so a cluster may have fewer records here than it has."""
     labelled = membership.select("method", "threshold", "cluster_id", "source_dataset", "source_record_id") \
         .join(facts, ["source_dataset", "source_record_id"])
-    record = F.struct("source_dataset", "source_record_id", "true_person_id", "linkable", *GROUPS)
+    record = F.struct("source_dataset", "source_record_id", "true_person_id", "person_size", "linkable", *GROUPS)
     return labelled.groupBy("method", "threshold", "cluster_id").agg(
         F.count("*").alias("size"),
         (F.min("true_person_id") == F.max("true_person_id")).alias("one_person"),
@@ -188,41 +202,76 @@ def labelled_clusters(membership: DataFrame, truth: DataFrame, people_counts: Da
     )
 
 
-def evaluate(membership: DataFrame, truth: DataFrame, people: DataFrame, datasets: list[str],
+def _check_membership(membership: DataFrame, records: int, datasets: list[str]) -> list[Row]:
+    """(method, threshold) of membership, after checking what :func:`evaluate` relies on:
+    each holds every one of the linkage's ``records`` records, and its clusters are named
+    after their smallest record. A ValueError names the method, threshold and figures."""
+    shape = membership.groupBy("method", "threshold").agg(
+        F.count("*").alias("records"), misnamed_clusters(datasets).alias("misnamed")).collect()
+    for row in shape:
+        where = f"membership of {row['method']}@{row['threshold']}"
+        if row["records"] != records:
+            raise ValueError(f"{where} holds {row['records']} records; the linkage has {records}: "
+                             "every record must be in one cluster at each threshold")
+        if row["misnamed"]:
+            raise ValueError(f"{where}: {row['misnamed']} records are in a cluster whose id is not the node id "
+                             "of its smallest record (source_dataset-__-source_record_id)")
+    return shape
+
+
+def evaluate(membership: DataFrame, records: DataFrame, truth: DataFrame, people: DataFrame, datasets: list[str],
              link_from: str | None) -> DataFrame:
     """Every view, one row per (method, threshold, view, scope, group), :data:`QUALITY_COLUMNS`.
 
-    ``people``: true_person_id with the columns of :data:`GROUPS`. Membership is joined with
-    truth and grouped by cluster once (:func:`labelled_clusters`, kept on disk). At full scale
-    nearly all of its tens of millions of rows are clusters of one record, which make no pair
-    and link nothing: the exact-cluster count reads them as they are, and the other views
-    read only the records of larger clusters (and, for links, the ``link_from`` records left
-    alone). The result is a small local frame (a few hundred rows)."""
+    ``membership`` holds each of ``records`` (source_dataset, source_record_id) once per
+    (method, threshold), in clusters named after their smallest record, as
+    :mod:`..linkage.clustering` and Splink's own clustering make them (checked: a ValueError
+    says otherwise). ``people``: true_person_id with the columns of :data:`GROUPS`.
+
+    At `full` nearly all of membership's 50M rows are clusters of one record (16.65M records
+    make 15.16M clusters at 0.9), which make no pair and link nothing. Only the rows of
+    larger clusters (:func:`.in_clusters_of_several`, found with no shuffle) are joined with
+    truth and grouped by cluster. A cluster of one counts only towards the clusters predicted
+    and exact and, for a ``link_from`` record, towards the linkable: those figures are the
+    records' own, less those of the records in larger clusters. The result is a small local
+    frame (a few hundred rows)."""
     from pyspark import StorageLevel
 
     spark = membership.sparkSession
     method = ["method", "threshold"]
+    record_key = ["source_dataset", "source_record_id"]
     truth = truth.filter(F.col("source_dataset").isin(datasets)).select(
-        "source_dataset", "source_record_id", "true_person_id").persist(StorageLevel.MEMORY_AND_DISK)
+        *record_key, "true_person_id").persist(StorageLevel.MEMORY_AND_DISK)
     people_counts = true_people(truth, datasets, link_from).persist(StorageLevel.MEMORY_AND_DISK)
-    clusters = labelled_clusters(membership, truth, people_counts, people, link_from) \
-        .persist(StorageLevel.DISK_ONLY)
-    linked = clusters.filter(F.col("size") > 1).select(*method, "cluster_id", F.inline("records")) \
-        .persist(StorageLevel.MEMORY_AND_DISK)
+    facts = record_facts(truth, people_counts, people, link_from).persist(StorageLevel.MEMORY_AND_DISK)
+    records = records.select(*record_key)
+    shape = _check_membership(membership, records.count(), datasets)
+    methods = spark.createDataFrame([(r["method"], r["threshold"]) for r in shape],
+                                    membership.select(*method).schema)
+    clusters = labelled_clusters(in_clusters_of_several(membership), facts) \
+        .filter(F.col("size") > 1).persist(StorageLevel.MEMORY_AND_DISK)
+    linked = clusters.select(*method, "cluster_id", F.inline("records")).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        by_cluster = cluster_quality(clusters, people_counts.count()).select(*QUALITY_COLUMNS)
-        cluster_rows = by_cluster.collect()
-        methods = spark.createDataFrame(cluster_rows, by_cluster.schema).select(*method)
-        parts = [pair_quality(linked, people_counts, datasets, methods)]
+        known = records.join(facts, record_key)
+        every = known.agg(F.count("*").alias("records"), F.count_if(F.col("person_size") == 1).alias("alone")).first()
+        in_several = linked.groupBy(*method).agg(F.count("*").alias("records"),
+                                                 F.count_if(F.col("person_size") == 1).alias("alone"))
+        singles = methods.join(in_several, method, "left").select(
+            *method, (F.lit(every["records"]) - F.coalesce("records", F.lit(0))).alias("clusters"),
+            (F.lit(every["alone"]) - F.coalesce("alone", F.lit(0))).alias("exact"))
+        by_cluster = cluster_quality(clusters, singles, people_counts.count()).select(*QUALITY_COLUMNS)
+        parts = [by_cluster, pair_quality(linked, people_counts, datasets, methods)]
         if link_from is not None:
-            alone = clusters.filter(F.col("size") == 1).select(*method, F.inline("records")) \
-                .filter(F.col("source_dataset") == link_from)
+            mine = known.filter(F.col("source_dataset") == link_from)
+            alone = methods.crossJoin(mine).join(linked.select(*method, *record_key), [*method, *record_key],
+                                                 "left_anti")
             parts.insert(0, link_quality(linked, alone, link_from))
         result = reduce(DataFrame.unionByName, [part.select(*QUALITY_COLUMNS) for part in parts])
-        return spark.createDataFrame(result.collect() + cluster_rows, result.schema)
+        return spark.createDataFrame(result.collect(), result.schema)
     finally:
         linked.unpersist()
         clusters.unpersist()
+        facts.unpersist()
         people_counts.unpersist()
         truth.unpersist()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from chispa import assert_df_equality
+from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from datafirst_spark.config import ConfigError
@@ -17,7 +18,12 @@ from datafirst_spark.linkage.blocking import (
     check_rules,
     rule_bound,
 )
-from datafirst_spark.linkage.clustering import PAIR_COLUMNS, cluster_at_thresholds, cluster_counts
+from datafirst_spark.linkage.clustering import (
+    PAIR_COLUMNS,
+    cluster_at_thresholds,
+    cluster_counts,
+    in_clusters_of_several,
+)
 from datafirst_spark.linkage.deterministic import deterministic_pairs
 from datafirst_spark.linkage.spec import BlockingRuleSpec, DeterministicPass, load_linkage_spec
 from datafirst_spark.quality.evaluation import birth_cohort, evaluate
@@ -285,6 +291,35 @@ def test_cluster_counts_are_the_distinct_clusters_and_the_records_of_each_thresh
         [(0.5, 3, 6), (0.9, 4, 6), (0.99, 5, 6)]
 
 
+def test_clusters_of_several_are_read_off_the_cluster_ids(spark, people):
+    pairs = pairs_frame(spark, [("npd", "n1", "pnc", "p1", 0.999), ("npd", "n2", "pnc", "p1", 0.95),
+                                ("npd", "n3", "npd", "n4", 0.6), ("npd", "n3", "pnc", "p2", 0.97)])
+    membership = cluster_at_thresholds(spark, people, pairs, [0.5, 0.9, 0.99], "splink",
+                                       one_to_one_dataset="pnc").membership
+    size = F.count("*").over(Window.partitionBy("method", "threshold", "cluster_id"))
+    expected = membership.withColumn("size", size).filter("size > 1").drop("size")
+    got = in_clusters_of_several(membership)
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    # at 0.5 {n1, p1} and {n3, n4, p2}; at 0.9 {n1, p1} and {n3, p2}; at 0.99 {n1, p1}
+    assert got.count() == 5 + 4 + 2
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ([("npd", "n1", "npd-__-n1")], r"splink@0.9 holds 1 records; the linkage has 2"),
+    ([("npd", "n1", "c1"), ("pnc", "p1", "c1")], r"splink@0.9: 2 records are in a cluster whose id is not"),
+    ([("npd", "n1", "pnc-__-p1"), ("pnc", "p1", "pnc-__-p1")], r"splink@0.9: 1 records are in a cluster"),
+])
+def test_evaluation_refuses_membership_it_cannot_read(spark, rows, message):
+    truth = spark.createDataFrame([("npd", "n1", "A"), ("pnc", "p1", "A")],
+                                  "source_dataset string, source_record_id string, true_person_id string")
+    people = spark.createDataFrame([("A", "white", "M", "2000/01")],
+                                   "true_person_id string, ethnicity_group string, sex string, birth_cohort string")
+    membership = spark.createDataFrame(rows, "source_dataset string, source_record_id string, cluster_id string") \
+        .select("*", F.lit(0.9).alias("threshold"), F.lit("splink").alias("method"))
+    with pytest.raises(ValueError, match=message):
+        evaluate(membership, truth.select("source_dataset", "source_record_id"), truth, people, ["npd", "pnc"], "pnc")
+
+
 def test_with_no_pair_over_the_threshold_every_record_is_its_own_cluster(spark, people):
     pairs = pairs_frame(spark, [("npd", "n1", "pnc", "p1", 0.95)])
     membership = cluster_at_thresholds(spark, people, pairs, [0.99], "splink").membership
@@ -344,11 +379,13 @@ def test_quality_figures_count_links_pairs_and_exact_clusters(spark):
                                    "true_person_id string, ethnicity_group string, sex string, birth_cohort string")
     # p1 found with n1 (n2 missed); p2 wrongly with n4; p3 (not linkable) alone
     membership = spark.createDataFrame(
-        [("npd", "n1", "c1"), ("pnc", "p1", "c1"), ("npd", "n2", "c2"), ("npd", "n3", "c3"),
-         ("npd", "n4", "c4"), ("pnc", "p2", "c4"), ("pnc", "p3", "c5")],
+        [("npd", "n1", "npd-__-n1"), ("pnc", "p1", "npd-__-n1"), ("npd", "n2", "npd-__-n2"),
+         ("npd", "n3", "npd-__-n3"), ("npd", "n4", "npd-__-n4"), ("pnc", "p2", "npd-__-n4"),
+         ("pnc", "p3", "pnc-__-p3")],
         "source_dataset string, source_record_id string, cluster_id string",
     ).select("*", F.lit(0.9).alias("threshold"), F.lit("splink").alias("method"))
-    quality = evaluate(membership, truth, people, ["npd", "pnc"], "pnc")
+    quality = evaluate(membership, truth.select("source_dataset", "source_record_id"), truth, people,
+                       ["npd", "pnc"], "pnc")
     row = lambda view, scope, group_by="all", value="all": quality.filter(  # noqa: E731
         (F.col("view") == view) & (F.col("scope") == scope) & (F.col("group_by") == group_by)
         & (F.col("group_value") == value)).first()
@@ -361,24 +398,30 @@ def test_quality_figures_count_links_pairs_and_exact_clusters(spark):
     assert (cross["true_positives"], cross["predicted"], cross["actual"]) == (1, 2, 3)
     npd = row("pairs", "npd")  # true n1-n2, none predicted
     assert (npd["true_positives"], npd["predicted"], npd["actual"], npd["precision"]) == (0, 0, 1, None)
-    clusters = row("clusters", "all")  # exact: none of c1..c5 except c5 (D alone)
+    clusters = row("clusters", "all")  # exact: none of the five but p3's (D alone)
     assert (clusters["true_positives"], clusters["predicted"], clusters["actual"]) == (1, 5, 4)
 
 
 def test_quality_of_a_method_that_links_nothing_and_of_records_without_truth(spark):
     truth = spark.createDataFrame(
-        [("npd", "n1", "A"), ("npd", "n2", "B"), ("pnc", "p1", "A"), ("pnc", "p2", "A"), ("pnc", "p3", "C")],
+        [("npd", "n1", "A"), ("npd", "n2", "B"), ("pnc", "p1", "A"), ("pnc", "p2", "A"), ("pnc", "p3", "C"),
+         ("npd", "n8", "E")],
         "source_dataset string, source_record_id string, true_person_id string")
-    people = spark.createDataFrame([("A", "white", "M", "2000/01")],  # B and C have no groups
+    people = spark.createDataFrame([("A", "white", "M", "2000/01")],  # B, C and E have no groups
                                    "true_person_id string, ethnicity_group string, sex string, birth_cohort string")
-    alone = [("npd", "n1", "a1"), ("npd", "n2", "a2"), ("pnc", "p1", "a3"), ("pnc", "p2", "a4"), ("pnc", "p3", "a5")]
-    # p1 and p2 (both A) together with n1; p3 with n2 (wrong); pnc9 has no truth and is left out
-    linked = [("npd", "n1", "k1"), ("pnc", "p1", "k1"), ("pnc", "p2", "k1"), ("npd", "n2", "k2"),
-              ("pnc", "p3", "k2"), ("pnc", "p9", "k2")]
+    records = [("npd", "n1"), ("npd", "n2"), ("npd", "n8"), ("pnc", "p1"), ("pnc", "p2"), ("pnc", "p3"),
+               ("pnc", "p8"), ("pnc", "p9")]
+    alone = [(d, i, f"{d}-__-{i}") for d, i in records]
+    # p1 and p2 (both A) together with n1; p3 with n2 (wrong); p8 and p9 have no truth and are
+    # left out, so n8's cluster of two is a cluster of one (E's only record: exact)
+    linked = [("npd", "n1", "npd-__-n1"), ("pnc", "p1", "npd-__-n1"), ("pnc", "p2", "npd-__-n1"),
+              ("npd", "n2", "npd-__-n2"), ("pnc", "p3", "npd-__-n2"), ("pnc", "p9", "npd-__-n2"),
+              ("npd", "n8", "npd-__-n8"), ("pnc", "p8", "npd-__-n8")]
     membership = spark.createDataFrame(
         [(*r, 1.0, "nothing") for r in alone] + [(*r, 0.9, "splink") for r in linked],
         "source_dataset string, source_record_id string, cluster_id string, threshold double, method string")
-    quality = evaluate(membership, truth, people, ["npd", "pnc"], "pnc")
+    quality = evaluate(membership, spark.createDataFrame(records, "source_dataset string, source_record_id string"),
+                       truth, people, ["npd", "pnc"], "pnc")
     got = {(r["method"], r["view"], r["scope"], r["group_by"], r["group_value"]):
            (r["true_positives"], r["predicted"], r["actual"]) for r in quality.collect()}
     # linkable pnc records: p1, p2 (A has n1); p3 (C) is not
@@ -390,9 +433,10 @@ def test_quality_of_a_method_that_links_nothing_and_of_records_without_truth(spa
     assert got[("nothing", "pairs", "pnc", "all", "all")] == (0, 0, 1)
     assert got[("splink", "pairs", "npd-pnc", "all", "all")] == (2, 3, 2)
     assert got[("splink", "pairs", "pnc", "all", "all")] == (1, 1, 1)
-    # true people A, B, C: alone, only B and C are exact; k1 is exactly A, k2 mixes B and C
-    assert got[("nothing", "clusters", "all", "all", "all")] == (2, 5, 3)
-    assert got[("splink", "clusters", "all", "all", "all")] == (1, 2, 3)
+    # true people A, B, C, E: alone, B, C and E are exact; n1's cluster is exactly A, n2's
+    # mixes B and C, n8's is E
+    assert got[("nothing", "clusters", "all", "all", "all")] == (3, 6, 4)
+    assert got[("splink", "clusters", "all", "all", "all")] == (2, 3, 4)
 
 
 def test_birth_cohort_is_the_school_year(spark):
