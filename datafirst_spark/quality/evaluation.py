@@ -243,10 +243,7 @@ def evaluate(membership: DataFrame, records: DataFrame, truth: DataFrame, people
     truth = truth.filter(F.col("source_dataset").isin(datasets)).select(
         *record_key, "true_person_id").persist(StorageLevel.MEMORY_AND_DISK)
     people_counts = true_people(truth, datasets, link_from).persist(StorageLevel.MEMORY_AND_DISK)
-    # kept hashed by record key: both joins below (the records, the clusters of several) then
-    # shuffle only their other side
-    facts = record_facts(truth, people_counts, people, link_from).repartition(*record_key) \
-        .persist(StorageLevel.MEMORY_AND_DISK)
+    facts = record_facts(truth, people_counts, people, link_from).persist(StorageLevel.MEMORY_AND_DISK)
     records = records.select(*record_key)
     shape = _check_membership(membership, records.count(), datasets)
     methods = spark.createDataFrame([(r["method"], r["threshold"]) for r in shape],
