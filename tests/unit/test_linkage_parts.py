@@ -276,11 +276,18 @@ def test_clusters_at_each_threshold_with_stable_ids(spark, people):
     assert_df_equality(membership, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_cluster_counts_are_the_distinct_clusters_and_the_records_of_each_threshold(spark, people):
+@pytest.fixture(scope="module")
+def three_thresholds(spark, people):
+    """One-to-one clusters at 0.5, 0.9 and 0.99, collected (Splink's clustering is the slow part)."""
     pairs = pairs_frame(spark, [("npd", "n1", "pnc", "p1", 0.999), ("npd", "n2", "pnc", "p1", 0.95),
                                 ("npd", "n3", "npd", "n4", 0.6), ("npd", "n3", "pnc", "p2", 0.97)])
     membership = cluster_at_thresholds(spark, people, pairs, [0.5, 0.9, 0.99], "splink",
                                        one_to_one_dataset="pnc").membership
+    return spark.createDataFrame(membership.collect(), membership.schema)
+
+
+def test_cluster_counts_are_the_distinct_clusters_and_the_records_of_each_threshold(three_thresholds):
+    membership = three_thresholds
     expected = membership.groupBy("method", "threshold").agg(
         F.countDistinct("cluster_id").alias("clusters"), F.count("*").alias("records"))
     got = cluster_counts(membership)
@@ -291,11 +298,8 @@ def test_cluster_counts_are_the_distinct_clusters_and_the_records_of_each_thresh
         [(0.5, 3, 6), (0.9, 4, 6), (0.99, 5, 6)]
 
 
-def test_clusters_of_several_are_read_off_the_cluster_ids(spark, people):
-    pairs = pairs_frame(spark, [("npd", "n1", "pnc", "p1", 0.999), ("npd", "n2", "pnc", "p1", 0.95),
-                                ("npd", "n3", "npd", "n4", 0.6), ("npd", "n3", "pnc", "p2", 0.97)])
-    membership = cluster_at_thresholds(spark, people, pairs, [0.5, 0.9, 0.99], "splink",
-                                       one_to_one_dataset="pnc").membership
+def test_clusters_of_several_are_read_off_the_cluster_ids(three_thresholds):
+    membership = three_thresholds
     size = F.count("*").over(Window.partitionBy("method", "threshold", "cluster_id"))
     expected = membership.withColumn("size", size).filter("size > 1").drop("size")
     got = in_clusters_of_several(membership)
