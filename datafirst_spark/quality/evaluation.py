@@ -189,7 +189,7 @@ def record_facts(truth: DataFrame, people_counts: DataFrame, people: DataFrame, 
 def labelled_clusters(membership: DataFrame, facts: DataFrame) -> DataFrame:
     """One row per predicted cluster, (method, threshold, cluster_id): its size, whether its
     records are one true person's and that person's number of records, and its records
-    (``records``: the columns of :func:`record_facts` but the person's size). Membership rows
+    (``records``: the columns of :func:`record_facts`). Membership rows
     without truth are left out, so a cluster may have fewer records here than it has."""
     labelled = membership.select("method", "threshold", "cluster_id", "source_dataset", "source_record_id") \
         .join(facts, ["source_dataset", "source_record_id"])
