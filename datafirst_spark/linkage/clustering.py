@@ -73,6 +73,11 @@ def connected_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame
     return components.unionByName(alone.select("node_id", F.col("node_id").alias("cluster_id")))
 
 
+def _own_node_id() -> F.Column:
+    """A membership row's own node id: its cluster's id when the cluster is named after it."""
+    return node_id("source_dataset", "source_record_id")
+
+
 def cluster_counts(membership: DataFrame) -> DataFrame:
     """(method, threshold, clusters, records) of membership (:data:`MEMBERSHIP_COLUMNS`).
 
@@ -80,7 +85,7 @@ def cluster_counts(membership: DataFrame) -> DataFrame:
     exactly one record whose own node id is the cluster's: counting those counts clusters in
     one pass with no shuffle, where a distinct count would shuffle every record's cluster id
     (50M rows at `full`, nearly all clusters of one)."""
-    own = node_id("source_dataset", "source_record_id") == F.col("cluster_id")
+    own = _own_node_id() == F.col("cluster_id")
     return membership.groupBy("method", "threshold").agg(F.count_if(own).alias("clusters"),
                                                          F.count("*").alias("records"))
 
@@ -95,7 +100,7 @@ def in_clusters_of_several(membership: DataFrame) -> DataFrame:
     cluster's records would shuffle every row (50M at `full`, where 16.65M records make
     15.16M clusters at 0.9: nearly all of them clusters of one)."""
     keys = ["method", "threshold", "cluster_id"]
-    others = membership.filter(node_id("source_dataset", "source_record_id") != F.col("cluster_id"))
+    others = membership.filter(_own_node_id() != F.col("cluster_id"))
     named_after = others.select(*keys).distinct().select(*keys, *record_key(F.col("cluster_id")))
     return others.select(*MEMBERSHIP_COLUMNS).unionByName(named_after.select(*MEMBERSHIP_COLUMNS))
 
@@ -104,7 +109,7 @@ def misnamed_clusters(datasets: list[str]) -> F.Column:
     """For an aggregation over membership: the rows whose cluster id cannot be the node id of
     their cluster's smallest record (it sorts after their own, or names no dataset of
     ``datasets``); :func:`in_clusters_of_several` and :func:`cluster_counts` need none."""
-    own = node_id("source_dataset", "source_record_id")
+    own = _own_node_id()
     named = F.substring_index("cluster_id", _SEPARATOR, 1)
     return F.count_if((F.col("cluster_id") != own)
                       & ((F.col("cluster_id") > own) | ~named.isin(*datasets)))

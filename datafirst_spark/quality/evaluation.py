@@ -239,32 +239,33 @@ def evaluate(membership: DataFrame, records: DataFrame, truth: DataFrame, people
 
     spark = membership.sparkSession
     method = ["method", "threshold"]
-    record_key = ["source_dataset", "source_record_id"]
+    keys = ["source_dataset", "source_record_id"]
     truth = truth.filter(F.col("source_dataset").isin(datasets)).select(
-        *record_key, "true_person_id").persist(StorageLevel.MEMORY_AND_DISK)
+        *keys, "true_person_id").persist(StorageLevel.MEMORY_AND_DISK)
     people_counts = true_people(truth, datasets, link_from).persist(StorageLevel.MEMORY_AND_DISK)
     facts = record_facts(truth, people_counts, people, link_from).persist(StorageLevel.MEMORY_AND_DISK)
-    records = records.select(*record_key)
-    shape = _check_membership(membership, records.count(), datasets)
+    # every record, with its truth where it has one: the record count for the check and the
+    # figures of the records with truth, in one join
+    records = records.select(*keys).join(facts, keys, "left")
+    every = records.agg(F.count("*").alias("records"), F.count("true_person_id").alias("known"),
+                        F.count_if(F.col("person_size") == 1).alias("alone")).first()
+    shape = _check_membership(membership, every["records"], datasets)
     methods = spark.createDataFrame([(r["method"], r["threshold"]) for r in shape],
                                     membership.select(*method).schema)
     clusters = labelled_clusters(in_clusters_of_several(membership), facts) \
         .filter(F.col("size") > 1).persist(StorageLevel.MEMORY_AND_DISK)
     linked = clusters.select(*method, "cluster_id", F.inline("records")).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        known = records.join(facts, record_key)
-        every = known.agg(F.count("*").alias("records"), F.count_if(F.col("person_size") == 1).alias("alone")).first()
         in_several = linked.groupBy(*method).agg(F.count("*").alias("records"),
                                                  F.count_if(F.col("person_size") == 1).alias("alone"))
         singles = methods.join(in_several, method, "left").select(
-            *method, (F.lit(every["records"]) - F.coalesce("records", F.lit(0))).alias("clusters"),
+            *method, (F.lit(every["known"]) - F.coalesce("records", F.lit(0))).alias("clusters"),
             (F.lit(every["alone"]) - F.coalesce("alone", F.lit(0))).alias("exact"))
         by_cluster = cluster_quality(clusters, singles, people_counts.count()).select(*QUALITY_COLUMNS)
         parts = [by_cluster, pair_quality(linked, people_counts, datasets, methods)]
         if link_from is not None:
-            mine = known.filter(F.col("source_dataset") == link_from)
-            alone = methods.crossJoin(mine).join(linked.select(*method, *record_key), [*method, *record_key],
-                                                 "left_anti")
+            mine = records.filter((F.col("source_dataset") == link_from) & F.col("true_person_id").isNotNull())
+            alone = methods.crossJoin(mine).join(linked.select(*method, *keys), [*method, *keys], "left_anti")
             parts.insert(0, link_quality(linked, alone, link_from))
         result = reduce(DataFrame.unionByName, [part.select(*QUALITY_COLUMNS) for part in parts])
         return spark.createDataFrame(result.collect(), result.schema)
