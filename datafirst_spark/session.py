@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 import time
 import uuid
@@ -24,6 +23,7 @@ from pyspark.sql import SparkSession
 from splink.backends.spark import similarity_jar_location
 
 from .config import EnvironmentConfig
+from .scratch import claim_scratch, is_local, remove_scratch, sweep_dead_runs
 
 log = logging.getLogger(__name__)
 
@@ -163,19 +163,6 @@ def _check_classpath(spark: SparkSession) -> None:
         )
 
 
-def remove_scratch(spark: SparkSession | None, scratch_dir: str) -> None:
-    """Delete a run's scratch folder, local or on the cluster's file system."""
-    if "://" not in scratch_dir or scratch_dir.startswith("file://"):
-        shutil.rmtree(scratch_dir.removeprefix("file://"), ignore_errors=True)
-        return
-    if spark is None:
-        log.warning("scratch %s not removed: no session to reach its file system", scratch_dir)
-        return
-    jvm = spark.sparkContext._jvm  # noqa: SLF001
-    path = jvm.org.apache.hadoop.fs.Path(scratch_dir)
-    path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)  # noqa: SLF001
-
-
 @dataclass(frozen=True)
 class SparkRun:
     """A running job: its session, id and scratch folder (removed when the run ends)."""
@@ -204,9 +191,15 @@ def shared_session(spark: SparkSession) -> Iterator[SparkSession]:
 @contextmanager
 def spark_run(env: EnvironmentConfig, job_name: str) -> Iterator[SparkRun]:
     """Start a session for one job run; on exit stop it and delete the run's scratch, so
-    that Splink's intermediate tables and Spark's spill never pile up across runs."""
+    that Splink's intermediate tables and Spark's spill never pile up across runs. A local
+    scratch folder records its run's process, and each run first removes the folders of
+    runs on this machine that died without removing theirs (:mod:`datafirst_spark.scratch`)."""
     run_id = new_run_id(job_name)
-    scratch_dir = f"{default_scratch_root(env).rstrip('/')}/{run_id}"
+    scratch_root = default_scratch_root(env)
+    scratch_dir = f"{scratch_root.rstrip('/')}/{run_id}"
+    if is_local(scratch_dir):
+        sweep_dead_runs(scratch_root)
+        claim_scratch(scratch_dir, run_id)
     if _shared is not None:
         yield from _reuse_shared(_shared, run_id, scratch_dir)
         return
@@ -215,7 +208,7 @@ def spark_run(env: EnvironmentConfig, job_name: str) -> Iterator[SparkRun]:
         spark = build_session(env, f"{env.spark.app_name}:{job_name}", scratch_dir)
         yield SparkRun(spark=spark, run_id=run_id, scratch_dir=scratch_dir)
     finally:
-        local_scratch = "://" not in scratch_dir or scratch_dir.startswith("file://")
+        local_scratch = is_local(scratch_dir)
         if spark is not None and local_scratch:
             spark.stop()  # Spark's own files in spark.local.dir go before the folder does
         remove_scratch(spark, scratch_dir)

@@ -54,6 +54,7 @@ def _synthetic_conf_path(config: pytest.Config) -> Path:
 
 @dataclass(frozen=True)
 class TestEnvironment:
+    __test__ = False  # a fixture's type, not a test class, in the modules that import it
     config: EnvironmentConfig
     path: Path  # the YAML file, for jobs run as subprocesses
 

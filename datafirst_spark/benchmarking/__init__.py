@@ -15,6 +15,8 @@ from pathlib import Path
 
 import psutil
 
+from ..scratch import folder_bytes  # the benchmark scripts import it from here
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -68,18 +70,6 @@ def run_measured(command: list[str], log_path: Path, cwd: Path, sample_seconds: 
             time.sleep(sample_seconds)
     return Measurement(round(time.monotonic() - started, 1), peak, child.returncode, peak_process, peak_folder,
                        peak_pss, peak_used)
-
-
-def folder_bytes(path: Path) -> int:
-    """Bytes of the files under ``path`` (0 when absent); files removed mid-walk are skipped."""
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def gib(size: int) -> float:

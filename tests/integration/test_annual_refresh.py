@@ -14,6 +14,7 @@ import yaml
 from pyspark.sql import functions as F
 
 from datafirst_spark.cli import EXIT_BAD_INPUT
+from datafirst_spark.config import load_environment
 from datafirst_spark.lakehouse import Lakehouse
 from datafirst_spark.manifest import manifest_path
 from datafirst_spark.refresh import STAGES
@@ -22,6 +23,7 @@ from datafirst_spark.release.registry import registry_rows
 from datafirst_spark.release.tables import table_checksum
 from datafirst_spark.submit import spark_submit_command, spark_submit_environment
 from datafirst_spark.testing import (
+    TestEnvironment,
     copy_release,
     refresh_arguments,
     report_of,
@@ -124,9 +126,13 @@ def killed_in_publish(spark, refreshed, test_environment, key_file, tmp_path_fac
     seen_after_kill = {"registry": registry_rows(spark, lakehouse),
                        "states": {r["stage"]: r["status"] for r in manifest(spark, lakehouse)
                                   .groupBy("stage").agg(F.max_by("status", "recorded_at").alias("status")).collect()}}
-    resumed = run_job_in_session(spark, test_environment, JOB, refresh_args(lakehouse, release, key_file))
+    scratch_after_kill = sorted(p.name for p in (root / "scratch").iterdir())
+    # the same command again, with the same config: the same scratch root as the killed run
+    same_env = TestEnvironment(load_environment(conf_path), conf_path)
+    resumed = run_job_in_session(spark, same_env, JOB, refresh_args(lakehouse, release, key_file))
     return {"lakehouse": lakehouse, "log": log_text, "after_kill": seen_after_kill, "resumed": report_of(resumed),
-            "resumed_log": resumed.stderr}
+            "resumed_log": resumed.stderr, "scratch_after_kill": scratch_after_kill,
+            "scratch_after_resume": sorted(p.name for p in (root / "scratch").iterdir())}
 
 
 def test_killed_run_resumed_at_publish(killed_in_publish):
@@ -135,6 +141,13 @@ def test_killed_run_resumed_at_publish(killed_in_publish):
                                                          "publish": "running"}
     assert killed_in_publish["resumed"]["stages_run"] == ["publish", "qa"]
     assert "resuming at stage publish (running in run" in killed_in_publish["resumed_log"]
+
+
+def test_the_killed_runs_scratch_is_removed_by_the_next_run(killed_in_publish):
+    left = killed_in_publish["scratch_after_kill"]
+    assert len(left) == 1 and left[0].startswith("refresh-"), left  # SIGKILL: no clean-up
+    assert f"/scratch/{left[0]} removed: run {left[0]} (pid " in killed_in_publish["resumed_log"]
+    assert killed_in_publish["scratch_after_resume"] == []  # and the resumed run removed its own
 
 
 def test_nothing_partial_was_visible_and_the_release_is_published_once(spark, killed_in_publish, refreshed):
