@@ -55,13 +55,19 @@ def remove_scratch(spark: SparkSession | None, scratch_dir: str) -> None:
     path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
 
 
-def _process_start(pid: int) -> str | None:
-    """When the kernel started ``pid`` (Linux), to tell a reused pid from the run's own."""
+def _process_stat(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` (Linux) from its third field on: [state, ppid, ...]."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, starttime; the name before ")" may hold spaces
+    return stat.rsplit(")", 1)[1].split()  # the command name before ")" may hold spaces
+
+
+def _process_start(pid: int) -> str | None:
+    """When the kernel started ``pid``, to tell a reused pid from the run's own."""
+    stat = _process_stat(pid)
+    return stat[19] if stat else None  # field 22, starttime
 
 
 def _boot_id() -> str | None:
@@ -99,7 +105,12 @@ def owner_is_gone(owner: dict[str, Any]) -> bool:
         return True
     except PermissionError:
         pass  # a process of another user holds that pid
-    started, now = owner.get("process_start"), _process_start(pid)
+    stat = _process_stat(pid)
+    if stat and stat[0] in ("Z", "X"):
+        # killed, not yet reaped: a SIGKILLed driver's parent JVM died with it, and until
+        # init collects it the pid still answers (for ever where PID 1 never reaps)
+        return True
+    started, now = owner.get("process_start"), stat[19] if stat else None
     return bool(started and now and started != now)  # the pid now names another process
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,26 @@ def test_a_live_pid_counts_as_the_owner_only_if_it_is_the_same_process(tmp_path,
     edit_owner(folder, **change)
     assert sweep_dead_runs(str(tmp_path / "scratch")) == (["run"] if gone else [])
     assert folder.exists() is not gone
+
+
+def test_a_killed_process_not_yet_reaped_counts_as_ended(tmp_path):
+    if not Path(f"/proc/{os.getpid()}/stat").exists():
+        pytest.skip("process states come from Linux's /proc")
+    folder = tmp_path / "scratch" / "run"
+    code = f"from datafirst_spark.scratch import claim_scratch; claim_scratch({str(folder)!r}, 'run')"
+    child = subprocess.Popen([sys.executable, "-c", code])  # not waited for: a zombie once it exits
+    try:
+        state = ""
+        for _ in range(600):
+            state = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
+            time.sleep(0.05)
+        assert state == "Z"
+        os.kill(child.pid, 0)  # the pid still answers
+        assert sweep_dead_runs(str(tmp_path / "scratch")) == ["run"]
+    finally:
+        child.wait()
 
 
 def test_a_half_written_owner_record_is_left_alone(tmp_path):
