@@ -64,10 +64,7 @@ def _process_stat(pid: int) -> list[str] | None:
     return stat.rsplit(")", 1)[1].split()  # the command name before ")" may hold spaces
 
 
-def _process_start(pid: int) -> str | None:
-    """When the kernel started ``pid``, to tell a reused pid from the run's own."""
-    stat = _process_stat(pid)
-    return stat[19] if stat else None  # field 22, starttime
+_STARTED = 19  # field 22 of the whole line, starttime: tells a reused pid from the run's own
 
 
 def _boot_id() -> str | None:
@@ -82,7 +79,8 @@ def claim_scratch(scratch_dir: str, run_id: str) -> None:
     folder = Path(scratch_dir.removeprefix("file://"))
     folder.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
-    owner = {"run_id": run_id, "host": socket.gethostname(), "pid": pid, "process_start": _process_start(pid),
+    stat = _process_stat(pid)
+    owner = {"run_id": run_id, "host": socket.gethostname(), "pid": pid, "process_start": stat[_STARTED] if stat else None,
              "boot_id": _boot_id()}
     written = folder / f"{OWNER_FILE}.tmp"
     written.write_text(json.dumps(owner))
@@ -110,7 +108,7 @@ def owner_is_gone(owner: dict[str, Any]) -> bool:
         # killed, not yet reaped: a SIGKILLed driver's parent JVM died with it, and until
         # init collects it the pid still answers (for ever where PID 1 never reaps)
         return True
-    started, now = owner.get("process_start"), stat[19] if stat else None
+    started, now = owner.get("process_start"), stat[_STARTED] if stat else None
     return bool(started and now and started != now)  # the pid now names another process
 
 
