@@ -50,9 +50,7 @@ def cluster_refresh(cluster, refreshed_release, test_environment, tmp_path_facto
     conf = yaml.safe_load(test_environment.path.read_text())
     conf["scratch_root"] = str(root / "scratch")
     conf["spark"] |= {"master": cluster["master"], "driver_memory": "3g", "executor_memory": "2g",
-                      "executor_cores": 2, "shuffle_partitions": 4,
-                      "extra": {**conf["spark"].get("extra", {}),
-                                "spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods"}}
+                      "executor_cores": 2, "shuffle_partitions": 4}
     conf_path = root / "cluster.yaml"
     conf_path.write_text(yaml.safe_dump(conf))
     release = refreshed_release.release
