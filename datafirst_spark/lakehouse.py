@@ -101,10 +101,23 @@ def write_text(spark: SparkSession | None, path: str, text: str) -> None:
         stream.close()
 
 
-def write_delta(df: DataFrame, path: str) -> None:
+# Delta keeps min/max/null counts of a table's first 32 columns per file, computed row by
+# row as it writes, for data skipping. The suite reads what it stages whole, from files in
+# no useful order, so it keeps only the row counts (count() still reads them): writing 2.43M
+# standardised NPD records took 21.0-28.4 s with the statistics and 15.1-19.5 s without
+# (three writes each, 2026-12-06).
+STAGED_TABLE_PROPERTIES = {"delta.dataSkippingNumIndexedCols": "0"}
+
+
+def write_delta(df: DataFrame, path: str, *, column_statistics: bool = False) -> None:
     """Replace the Delta table at ``path`` with ``df`` (schema included): staged outputs
-    that a re-run overwrites."""
-    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+    that a re-run overwrites. A table created here keeps per-file column statistics only
+    with ``column_statistics`` (for tables others filter, such as the research extract);
+    Delta applies the property when it creates the table, not to one that exists."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if not column_statistics:
+        writer = writer.options(**STAGED_TABLE_PROPERTIES)
+    writer.save(path)
 
 
 def read_json(spark: SparkSession | None, path: str) -> Any:  # noqa: ANN401 - any JSON document

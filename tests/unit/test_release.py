@@ -1,11 +1,16 @@
 """Curated tables holding every release: one commit per release naming it, time travel to
-an earlier release after a later one is written, ten-year retention, and constraints."""
+an earlier release after a later one is written, ten-year retention, and constraints; the
+column statistics staged tables and the research extract keep."""
+
+import json
+from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from datafirst_spark.lakehouse import write_delta
 from datafirst_spark.release.tables import (
     RETENTION_PROPERTIES,
     CuratedTable,
@@ -91,3 +96,19 @@ def test_a_log_with_commits_that_is_not_a_table_is_refused_not_removed(spark, tm
     with pytest.raises(Exception, match="(?i)holds commits|delta|json"):
         write_release(spark, LINKS, str(tmp_path / "person_links"), rows(spark, "2025", [("r1", 1, 0.99)]), "2025")
     assert (log_folder / "00000000000000000000.json").exists()
+
+
+def _file_statistics(table: Path) -> list[dict]:
+    actions = [json.loads(line) for log in sorted((table / "_delta_log").glob("*.json"))
+               for line in log.read_text().splitlines()]
+    return [json.loads(action["add"]["stats"]) for action in actions if "add" in action]
+
+
+def test_staged_tables_keep_row_counts_and_the_research_extract_column_statistics(spark, tmp_path):
+    rows = spark.createDataFrame([(1, "a"), (2, "b")], "id int, name string").coalesce(1)
+    write_delta(rows, str(tmp_path / "staged"))
+    write_delta(rows, str(tmp_path / "research"), column_statistics=True)
+    assert _file_statistics(tmp_path / "staged") == [{"numRecords": 2}]
+    [research] = _file_statistics(tmp_path / "research")
+    assert research["minValues"] == {"id": 1, "name": "a"} and research["maxValues"] == {"id": 2, "name": "b"}
+    assert spark.read.format("delta").load(str(tmp_path / "staged")).count() == 2
