@@ -7,12 +7,11 @@ whole refresh.
 
 Parts (each written under the run's scratch, never the lakehouse):
 
-- ``bounds``: the prediction rules' bounds over the staged records, caching them first, as
-  the refresh's "bound blocking rules" stage does;
+- ``bounds``: the prediction rules' bounds over the staged records, as the refresh's "bound
+  blocking rules" stage makes them (reading the staged records, uncached);
 - ``blocked-pairs``: the pairs predict scores, made by
-  :func:`~datafirst_spark.linkage.blocking.blocked_pairs` from the records cached as the
-  bounds leave them and counted per rule, as the "blocked pairs" stage does; also their
-  checksum, untimed;
+  :func:`~datafirst_spark.linkage.blocking.blocked_pairs` from the staged records and
+  counted per rule, as the "blocked pairs" stage does; also their checksum, untimed;
 - ``splink-blocked-pairs``: the same pairs made by Splink's own
   ``compute_blocked_pairs_for_predict`` from the staged records, as that stage did before;
 - ``evaluate``: quality of the staged clusters against truth, as the "evaluate against
@@ -81,13 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         spark = session.spark
         if "bounds" in parts:
             started = time.monotonic()
-            concat = concatenated(records_of(spark, lakehouse, args.release, spec), MATCH_COLUMNS).cache()
+            concat = concatenated(records_of(spark, lakehouse, args.release, spec), MATCH_COLUMNS)
             bounds = check_rules(concat, spec.model.blocking_rules_to_generate_predictions, spec.link_type,
                                  spec.max_comparisons, "prediction", str(spec.source_file),
                                  spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown)
             run["seconds"]["bounds"] = round(time.monotonic() - started, 1)
             run["bounds"] = [vars(b) for b in bounds]
-            concat.unpersist()
         if "blocked-pairs" in parts:
             run["blocked_pairs"], run["blocked_pairs_checksum"] = _time_blocked_pairs(
                 spark, spec, records_of(spark, lakehouse, args.release, spec), f"{session.scratch_dir}/blocked_pairs",
@@ -146,13 +144,10 @@ def _time_blocked_pairs(spark, spec, records: dict, path: str, seconds: dict) ->
     from datafirst_spark.linkage.run import written_blocked_pairs
     from datafirst_spark.release.tables import table_checksum
 
-    concat = concatenated(records, MATCH_COLUMNS).cache()
-    concat.count()  # the refresh's bounds stage leaves the records cached: not timed here either
     started = time.monotonic()
-    pairs = written_blocked_pairs(spark, concat, spec, path)
+    pairs = written_blocked_pairs(spark, concatenated(records, MATCH_COLUMNS), spec, path)
     counts = blocked_pair_counts(pairs, spec)
     seconds["blocked-pairs"] = round(time.monotonic() - started, 1)
-    concat.unpersist()
     return counts, table_checksum(pairs)
 
 

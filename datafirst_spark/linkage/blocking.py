@@ -57,14 +57,17 @@ def concatenated(records: dict[str, DataFrame], columns: list[str]) -> DataFrame
 
 
 def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
-               within: dict[str, list[str]] | None = None, compare_unknown: bool = False) -> RuleBound:
+               within: dict[str, list[str]] | None = None, compare_unknown: bool = False,
+               datasets: list[str] | None = None) -> RuleBound:
     """Upper bound on the comparisons ``rule`` generates over the concatenated records.
 
     ``within`` is the spec's ``within_dataset_block_on``: two records of a dataset named
     there count as a pair only when its expressions agree too (and are not null), or, with
-    ``compare_unknown``, when either record lacks one of them.
+    ``compare_unknown``, when either record lacks one of them. ``datasets``: the records'
+    source datasets (read from them when not given).
     """
     within = within or {}
+    datasets = datasets if datasets is not None else record_datasets(records)
     df = records
     for column in rule.explode:
         df = df.withColumn(column, F.explode_outer(column))
@@ -80,30 +83,33 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
         values = [F.expr(e) for e in expressions]
         agree = F.when(reduce(lambda a, b: a & b, [v.isNotNull() for v in values]), F.xxhash64(*values))
         sub_block = F.when(dataset == name, agree).otherwise(sub_block)
-    # A block is known by a hash of its keys: the shuffle and the three aggregations below
+    # A block is known by a hash of its keys: the shuffle and the two aggregations below
     # carry one long instead of the keys' strings. Blocks whose hashes collide are counted as
     # one, which only adds pairs: the bound stays an upper bound. Partitioned by that hash
-    # once, the aggregations (sub-block, dataset, block) share the one shuffle.
+    # once, the aggregations (sub-block, then block) share the one shuffle.
     keyed = df.select(*keys, dataset, sub_block.alias("_sub_block")).dropna(subset=names)
     blocks = keyed.select(F.xxhash64(*names).alias("_block"), "source_dataset", "_sub_block").repartition("_block")
-    pairs_within = F.col("count") * (F.col("count") - 1) / 2
     per_sub_block = blocks.groupBy("_block", "source_dataset", "_sub_block").count()
-    per_dataset = per_sub_block.groupBy("_block", "source_dataset").agg(
-        F.sum("count").alias("count"),
-        F.sum(F.when(F.col("_sub_block").isNotNull(), pairs_within)).alias("within"),
-        F.coalesce(F.sum(F.when(F.col("_sub_block").isNull(), F.col("count"))), F.lit(0)).alias("unknown"),
-    )
+    count, known = F.col("count"), F.col("_sub_block").isNotNull()
+    # per block, in one aggregation: its records (n), each dataset's (pivoted by name) and,
+    # when they are compared, each dataset's records lacking a sub-block (unknown)
+    n = {d: F.coalesce(F.sum(F.when(dataset == d, count)), F.lit(0)) for d in datasets}
+    unknown = {d: F.coalesce(F.sum(F.when((dataset == d) & ~known, count)), F.lit(0)) for d in datasets}
+    sums = {"n": F.sum(count), "_within": F.coalesce(F.sum(F.when(known, count * (count - 1) / 2)), F.lit(0)),
+            **{f"_n{i}": n[d] for i, d in enumerate(datasets)},
+            **({f"_u{i}": unknown[d] for i, d in enumerate(datasets)} if compare_unknown else {})}
+    per_block = per_sub_block.groupBy("_block").agg(*[value.alias(name) for name, value in sums.items()])
+    within_datasets = F.col("_within")
     if compare_unknown:
         # a record lacking a value pairs with every other record of its dataset in the block
-        unknown = F.col("unknown")
-        per_dataset = per_dataset.withColumn(
-            "within", F.coalesce("within", F.lit(0)) + unknown * (F.col("count") - unknown)
-            + unknown * (unknown - 1) / 2)
+        for i in range(len(datasets)):
+            n_d, u_d = F.col(f"_n{i}"), F.col(f"_u{i}")
+            within_datasets = within_datasets + u_d * (n_d - u_d) + u_d * (u_d - 1) / 2
     # pairs across datasets in a block: (sum of n)^2 minus sum of n^2, halved
-    across = (F.sum("count") * F.sum("count") - F.sum(F.col("count") * F.col("count"))) / 2
-    within_datasets = F.coalesce(F.sum("within"), F.lit(0)) if link_type != "link_only" else F.lit(0)
-    per_block = per_dataset.groupBy("_block").agg(
-        (across + within_datasets).cast("long").alias("pairs"), F.sum("count").alias("n"))
+    squares = reduce(lambda total, i: total + F.col(f"_n{i}") * F.col(f"_n{i}"), range(len(datasets)), F.lit(0))
+    across = (F.col("n") * F.col("n") - squares) / 2
+    pairs = across + (within_datasets if link_type != "link_only" else F.lit(0))
+    per_block = per_block.select("_block", "n", pairs.cast("long").alias("pairs"))
     totals = per_block.agg(
         F.coalesce(F.sum("pairs"), F.lit(0)).alias("pairs"),
         F.max_by(F.struct("n", "_block"), "n").alias("largest"),
@@ -117,13 +123,19 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
     return RuleBound(rule.description, int(totals["pairs"]), int(largest["n"]), key)
 
 
+def record_datasets(records: DataFrame) -> list[str]:
+    """The source datasets the records come from."""
+    return sorted(row[0] for row in records.select("source_dataset").distinct().collect())
+
+
 def check_rules(records: DataFrame, rules: list[BlockingRuleSpec], link_type: str, ceiling: float,
                 purpose: str, where: str, within: dict[str, list[str]] | None = None,
                 compare_unknown: bool = False) -> list[RuleBound]:
     """Bound every rule; refuse (before any pair is made) the first one over ``ceiling``."""
     bounds = []
+    datasets = record_datasets(records) if rules else []
     for rule in rules:
-        bound = rule_bound(records, rule, link_type, within, compare_unknown)
+        bound = rule_bound(records, rule, link_type, within, compare_unknown, datasets)
         log.info("blocking %s rule [%s]: at most %s comparisons; largest block %s records (%s)", purpose, bound.rule,
                  f"{bound.comparisons:,}", f"{bound.largest_block:,}", bound.largest_block_key)
         if bound.comparisons > ceiling:
