@@ -91,23 +91,24 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
     blocks = keyed.select(F.xxhash64(*names).alias("_block"), "source_dataset", "_sub_block").repartition("_block")
     per_sub_block = blocks.groupBy("_block", "source_dataset", "_sub_block").count()
     count, known = F.col("count"), F.col("_sub_block").isNotNull()
-    # per block, in one aggregation: its records (n), each dataset's (pivoted by name) and,
-    # when they are compared, each dataset's records lacking a sub-block (unknown)
-    n = {d: F.coalesce(F.sum(F.when(dataset == d, count)), F.lit(0)) for d in datasets}
-    unknown = {d: F.coalesce(F.sum(F.when((dataset == d) & ~known, count)), F.lit(0)) for d in datasets}
-    sums = {"n": F.sum(count), "_within": F.coalesce(F.sum(F.when(known, count * (count - 1) / 2)), F.lit(0)),
-            **{f"_n{i}": n[d] for i, d in enumerate(datasets)},
-            **({f"_u{i}": unknown[d] for i, d in enumerate(datasets)} if compare_unknown else {})}
-    per_block = per_sub_block.groupBy("_block").agg(*[value.alias(name) for name, value in sums.items()])
+    # per block, in one aggregation: its records (n), each dataset's (n_i, pivoted by name)
+    # and, when they are compared, each dataset's records lacking a sub-block (u_i)
+    per_dataset = [F.coalesce(F.sum(F.when(dataset == d, count)), F.lit(0)).alias(f"_n{i}")
+                   for i, d in enumerate(datasets)]
+    if compare_unknown:
+        per_dataset += [F.coalesce(F.sum(F.when((dataset == d) & ~known, count)), F.lit(0)).alias(f"_u{i}")
+                        for i, d in enumerate(datasets)]
+    per_block = per_sub_block.groupBy("_block").agg(
+        F.sum(count).alias("n"), F.coalesce(F.sum(F.when(known, count * (count - 1) / 2)), F.lit(0)).alias("_within"),
+        *per_dataset)
+    n_i = [F.col(f"_n{i}") for i in range(len(datasets))]
     within_datasets = F.col("_within")
     if compare_unknown:
         # a record lacking a value pairs with every other record of its dataset in the block
-        for i in range(len(datasets)):
-            n_d, u_d = F.col(f"_n{i}"), F.col(f"_u{i}")
+        for n_d, u_d in zip(n_i, [F.col(f"_u{i}") for i in range(len(datasets))], strict=True):
             within_datasets = within_datasets + u_d * (n_d - u_d) + u_d * (u_d - 1) / 2
     # pairs across datasets in a block: (sum of n)^2 minus sum of n^2, halved
-    squares = reduce(lambda total, i: total + F.col(f"_n{i}") * F.col(f"_n{i}"), range(len(datasets)), F.lit(0))
-    across = (F.col("n") * F.col("n") - squares) / 2
+    across = (F.col("n") * F.col("n") - reduce(lambda total, n_d: total + n_d * n_d, n_i, F.lit(0))) / 2
     pairs = across + (within_datasets if link_type != "link_only" else F.lit(0))
     per_block = per_block.select("_block", "n", pairs.cast("long").alias("pairs"))
     totals = per_block.agg(
