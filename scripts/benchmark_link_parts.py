@@ -11,7 +11,8 @@ Parts (each written under the run's scratch, never the lakehouse):
   blocking rules" stage makes them (reading the staged records, uncached);
 - ``blocked-pairs``: the pairs predict scores, made by
   :func:`~datafirst_spark.linkage.blocking.blocked_pairs` from the staged records and
-  counted per rule, as the "blocked pairs" stage does; also their checksum, untimed;
+  counted per rule, as the "blocked pairs" stage does; also their checksum, untimed. With
+  ``bounds`` in the same run, from the blocks the bounds wrote, as in the refresh;
 - ``splink-blocked-pairs``: the same pairs made by Splink's own
   ``compute_blocked_pairs_for_predict`` from the staged records, as that stage did before;
 - ``evaluate``: quality of the staged clusters against truth, as the "evaluate against
@@ -78,18 +79,22 @@ def main(argv: list[str] | None = None) -> int:
                  "machine_speed": speed_probe(), "seconds": {}}
     with spark_run(env, "benchmark-link-parts") as session:
         spark = session.spark
+        # the bounds write each rule's blocks of two or more, as the refresh's do; the pairs
+        # then shuffle only the records of blocks that make a pair (all records without bounds)
+        blocks_dir = f"{session.scratch_dir}/blocks" if "bounds" in parts else None
         if "bounds" in parts:
             started = time.monotonic()
             concat = concatenated(records_of(spark, lakehouse, args.release, spec), MATCH_COLUMNS)
             bounds = check_rules(concat, spec.model.blocking_rules_to_generate_predictions, spec.link_type,
                                  spec.max_comparisons, "prediction", str(spec.source_file),
-                                 spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown)
+                                 spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown,
+                                 blocks_dir=blocks_dir)
             run["seconds"]["bounds"] = round(time.monotonic() - started, 1)
             run["bounds"] = [vars(b) for b in bounds]
         if "blocked-pairs" in parts:
             run["blocked_pairs"], run["blocked_pairs_checksum"] = _time_blocked_pairs(
                 spark, spec, records_of(spark, lakehouse, args.release, spec), f"{session.scratch_dir}/blocked_pairs",
-                run["seconds"])
+                run["seconds"], blocks_dir)
         if "splink-blocked-pairs" in parts:
             run["splink_blocked_pairs"] = _time_splink_blocked_pairs(
                 spark, spec, records_of(spark, lakehouse, args.release, spec), run["seconds"])
@@ -137,7 +142,8 @@ def staged_links_and_records(spark, lakehouse, release: str, datasets: list) -> 
     return links, staged_records(spark, lakehouse, release, datasets)
 
 
-def _time_blocked_pairs(spark, spec, records: dict, path: str, seconds: dict) -> tuple[list, str]:
+def _time_blocked_pairs(spark, spec, records: dict, path: str, seconds: dict,
+                        blocks_dir: str | None) -> tuple[list, str]:
     """The refresh's blocked pairs, timed, counted per rule, and their checksum (not timed)."""
     from datafirst_spark.linkage.blocking import blocked_pair_counts, concatenated
     from datafirst_spark.linkage.model import MATCH_COLUMNS
@@ -145,7 +151,7 @@ def _time_blocked_pairs(spark, spec, records: dict, path: str, seconds: dict) ->
     from datafirst_spark.release.tables import table_checksum
 
     started = time.monotonic()
-    pairs = written_blocked_pairs(spark, concatenated(records, MATCH_COLUMNS), spec, path)
+    pairs = written_blocked_pairs(spark, concatenated(records, MATCH_COLUMNS), spec, path, blocks_dir)
     counts = blocked_pair_counts(pairs, spec)
     seconds["blocked-pairs"] = round(time.monotonic() - started, 1)
     return counts, table_checksum(pairs)

@@ -137,7 +137,8 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
     with timer.stage(f"{spec.linkage}: bound blocking rules"):
         rules = [] if request.train_only else spec.model.blocking_rules_to_generate_predictions
         bounds = check_rules(concat, rules, spec.link_type, spec.max_comparisons, "prediction", where,
-                             spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown)
+                             spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown,
+                             blocks_dir=f"{scratch_dir}/blocks")
         if must_train and spec.training.em_max_pairs is None:
             bounds += check_rules(concat, spec.training.em_blocking_rules, spec.link_type, spec.max_comparisons,
                                   "training", where)
@@ -162,7 +163,7 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
     linker = linker_for(spark, spec, records, splink_settings(spec, saved.parameters))
     with timer.stage(f"{spec.linkage}: blocked pairs") as figures:
         # made once, in scratch, and handed to Splink: predict scores these very pairs
-        blocked = written_blocked_pairs(spark, concat, spec, f"{scratch_dir}/blocked_pairs")
+        blocked = written_blocked_pairs(spark, concat, spec, f"{scratch_dir}/blocked_pairs", f"{scratch_dir}/blocks")
         linker.table_management.register_blocked_pairs_for_predict(
             linker.table_management.register_table(blocked, f"__datafirst_blocked_pairs_{spec.linkage}", overwrite=True))
         report.blocking_counts = blocked_pair_counts(blocked, spec)
@@ -223,10 +224,12 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
     return _finish(spark, report, timer, started, out(REPORT_FILE))
 
 
-def written_blocked_pairs(spark: SparkSession, records: DataFrame, spec: LinkageSpec, path: str) -> DataFrame:
+def written_blocked_pairs(spark: SparkSession, records: DataFrame, spec: LinkageSpec, path: str,
+                          blocks_dir: str | None = None) -> DataFrame:
     """:func:`~.blocking.blocked_pairs` of the concatenated records, written to ``path``
-    (parquet, in scratch) and read back: made once, counted and scored from there."""
-    blocked_pairs(records, spec).write.mode("overwrite").parquet(path)
+    (parquet, in scratch) and read back: made once, counted and scored from there.
+    ``blocks_dir``: where the bounds wrote the rules' blocks (see :func:`~.blocking.check_rules`)."""
+    blocked_pairs(records, spec, blocks_dir).write.mode("overwrite").parquet(path)
     return spark.read.parquet(path)
 
 

@@ -224,11 +224,17 @@ def test_blocked_pairs_are_the_pairs_and_match_keys_splink_makes(spark, tmp_path
 
     spec = load_linkage_spec(write_variant(tmp_path, variant))
     records = {name: crowd.filter(F.col("source_dataset") == name) for name in spec.datasets}
-    ours = blocked_pairs(concatenated(records, MATCH_COLUMNS), spec)
+    concat = concatenated(records, MATCH_COLUMNS)
+    ours = blocked_pairs(concat, spec)
     linker = linker_for(spark, spec, records, splink_settings(spec))
     splinks = linker.inference.compute_blocked_pairs_for_predict().as_spark_dataframe()
     assert_df_equality(ours, splinks.select("match_key", "join_key_l", "join_key_r"), ignore_row_order=True,
                        ignore_nullable=True)
+    # the same pairs from only the blocks the bounds found a pair in
+    blocks_dir = str(tmp_path / "blocks")
+    check_rules(concat, spec.model.blocking_rules_to_generate_predictions, spec.link_type, 1e9, "prediction",
+                "x.yaml", within, compare_unknown, blocks_dir=blocks_dir)
+    assert_df_equality(blocked_pairs(concat, spec, blocks_dir), ours, ignore_row_order=True)
     # the case is not trivial: most rules make pairs of their own, aliases included
     keys = {row["match_key"] for row in ours.collect()}
     assert len(keys) >= 5 and {"4", "5"} & keys
@@ -242,6 +248,20 @@ def test_within_dataset_block_on_names_a_dataset_of_the_linkage(tmp_path):
     with pytest.raises(ConfigError, match=r"within_dataset_compare_unknown: set within_dataset_block_on too"):
         load_linkage_spec(write_variant(tmp_path, lambda d: d["model"].update(
             within_dataset_block_on={}, within_dataset_compare_unknown=True)))
+
+
+def test_bounds_write_the_blocks_of_two_or_more_with_their_pairs(people, tmp_path):
+    rules = [BlockingRuleSpec(block_on=["forename", "surname", "dob_year"]), BlockingRuleSpec(block_on=["surname"])]
+    bounds = check_rules(people, rules, "link_only", 100, "prediction", "x.yaml", blocks_dir=str(tmp_path))
+    assert bounds == check_rules(people, rules, "link_only", 100, "prediction", "x.yaml")
+    for index, bound in enumerate(bounds):
+        blocks = people.sparkSession.read.parquet(str(tmp_path / f"rule-{index}")).collect()
+        assert min(b["n"] for b in blocks) >= 2
+        assert sum(b["pairs"] for b in blocks) == bound.comparisons
+        assert max(b["n"] for b in blocks) == bound.largest_block
+    # JACK SMITH 2001 (n1, n2 and p1) is the one block of two or more, and makes two PNC-NPD pairs;
+    # SMITH's 5 records make six, JONES's one (n4) none
+    assert len(people.sparkSession.read.parquet(str(tmp_path / "rule-0")).collect()) == 1
 
 
 def test_a_rule_over_the_ceiling_is_refused_by_name(people):
