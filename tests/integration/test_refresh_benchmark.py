@@ -50,8 +50,11 @@ def benchmarked(refreshed_release, test_environment, tmp_path_factory):
 
 def test_result_file_is_named_for_the_day_and_scale(benchmarked):
     assert benchmarked["path"].parent == benchmarked["results"]
-    assert benchmarked["path"].name == f"{datetime.now(timezone.utc):%Y-%m-%d}-refresh-tiny.json"
     result = benchmarked["result"]
+    # the day it was recorded, not today's: a suite may cross midnight between the two
+    recorded = datetime.fromisoformat(result["recorded_at"])
+    assert recorded.tzinfo == timezone.utc and recorded <= datetime.now(timezone.utc)
+    assert benchmarked["path"].name == f"{recorded:%Y-%m-%d}-refresh-tiny.json"
     assert (result["benchmark"], result["scale"], result["release"], result["notes"][0]) == \
         ("refresh", "tiny", "2025", "test run")
     assert result["machine"]["cores"] == os.cpu_count()
