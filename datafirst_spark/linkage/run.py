@@ -134,11 +134,12 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
     # Parquet. At `full` caching every match column of the 16.65M records took 280 task
     # seconds; reading from the cache saved the seven rules' bound scans 24 in all (2026-12-06).
     concat = concatenated(records, MATCH_COLUMNS)
+    blocks_dir = f"{scratch_dir}/blocks"  # each prediction rule's blocks, written by the bounds, read by the pairs
     with timer.stage(f"{spec.linkage}: bound blocking rules"):
         rules = [] if request.train_only else spec.model.blocking_rules_to_generate_predictions
         bounds = check_rules(concat, rules, spec.link_type, spec.max_comparisons, "prediction", where,
                              spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown,
-                             blocks_dir=f"{scratch_dir}/blocks")
+                             blocks_dir=blocks_dir)
         if must_train and spec.training.em_max_pairs is None:
             bounds += check_rules(concat, spec.training.em_blocking_rules, spec.link_type, spec.max_comparisons,
                                   "training", where)
@@ -163,7 +164,7 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
     linker = linker_for(spark, spec, records, splink_settings(spec, saved.parameters))
     with timer.stage(f"{spec.linkage}: blocked pairs") as figures:
         # made once, in scratch, and handed to Splink: predict scores these very pairs
-        blocked = written_blocked_pairs(spark, concat, spec, f"{scratch_dir}/blocked_pairs", f"{scratch_dir}/blocks")
+        blocked = written_blocked_pairs(spark, concat, spec, f"{scratch_dir}/blocked_pairs", blocks_dir)
         linker.table_management.register_blocked_pairs_for_predict(
             linker.table_management.register_table(blocked, f"__datafirst_blocked_pairs_{spec.linkage}", overwrite=True))
         report.blocking_counts = blocked_pair_counts(blocked, spec)
