@@ -36,6 +36,23 @@ class SessionError(RuntimeError):
     """The session started without something the suite needs (Delta, Splink's jar)."""
 
 
+@contextmanager
+def sql_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """``settings`` in force in ``spark`` for the block; each key's earlier value (or its
+    absence) restored after, whatever happens in it."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
 def running_under_spark_submit() -> bool:
     """spark-submit starts the JVM first and hands Python a gateway; settings that must
     exist before the JVM (packages, driver memory) then come from its command line."""

@@ -13,6 +13,10 @@ Parts (each written under the run's scratch, never the lakehouse):
   :func:`~datafirst_spark.linkage.blocking.blocked_pairs` from the staged records and
   counted per rule, as the "blocked pairs" stage does; also their checksum, untimed. With
   ``bounds`` in the same run, from the blocks the bounds wrote, as in the refresh;
+- ``predict``: Splink's predict with the lakehouse's latest model (or ``--model``) over the
+  pairs the ``blocked-pairs`` part made in the same run (which it needs), the kept pairs
+  written as Delta, as the "predict" stage does; their counts per rule and exclusion, and
+  their checksum, untimed;
 - ``splink-blocked-pairs``: the same pairs made by Splink's own
   ``compute_blocked_pairs_for_predict`` from the staged records, as that stage did before;
 - ``evaluate``: quality of the staged clusters against truth, as the "evaluate against
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", required=True, help="what this run measures, e.g. before or after")
     parser.add_argument("--out", required=True, help="JSON file the run is added to")
     parser.add_argument("--parts", default="bounds,evaluate")
+    parser.add_argument("--model", help="the saved Splink model predict scores with (default: the lakehouse's latest)")
     parser.add_argument("--conf", default=str(ROOT / "conf" / "local.yaml"))
     parser.add_argument("--linkage", default=str(ROOT / "conf" / "linkages" / "pnc_npd.yaml"))
     args = parser.parse_args(argv)
@@ -67,11 +72,13 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    known = ("bounds", "blocked-pairs", "splink-blocked-pairs", "evaluate", "research-pseudonyms", "persons",
+    known = ("bounds", "blocked-pairs", "predict", "splink-blocked-pairs", "evaluate", "research-pseudonyms", "persons",
              "person-links")
     unknown = sorted(set(parts) - set(known))
     if unknown:
         parser.error(f"--parts: unknown part(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if "predict" in parts and "blocked-pairs" not in parts:
+        parser.error("--parts: predict scores the pairs the blocked-pairs part makes: ask for both")
     env, spec, lakehouse = load_environment(args.conf), load_linkage_spec(args.linkage), Lakehouse.at(args.lakehouse)
     run: dict = {"label": args.label, "code_version": datafirst_spark.code_version(),
                  "code": str(Path(datafirst_spark.__file__).parent),
@@ -95,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             run["blocked_pairs"], run["blocked_pairs_checksum"] = _time_blocked_pairs(
                 spark, spec, records_of(spark, lakehouse, args.release, spec), f"{session.scratch_dir}/blocked_pairs",
                 run["seconds"], blocks_dir)
+        if "predict" in parts:
+            run["predict"] = _time_predict(spark, spec, lakehouse, args.release, args.model,
+                                           f"{session.scratch_dir}/blocked_pairs", f"{session.scratch_dir}/pairs",
+                                           run["seconds"])
         if "splink-blocked-pairs" in parts:
             run["splink_blocked_pairs"] = _time_splink_blocked_pairs(
                 spark, spec, records_of(spark, lakehouse, args.release, spec), run["seconds"])
@@ -155,6 +166,31 @@ def _time_blocked_pairs(spark, spec, records: dict, path: str, seconds: dict,
     counts = blocked_pair_counts(pairs, spec)
     seconds["blocked-pairs"] = round(time.monotonic() - started, 1)
     return counts, table_checksum(pairs)
+
+
+def _time_predict(spark, spec, lakehouse, release: str, model: str | None, blocked_path: str, path: str,
+                  seconds: dict) -> dict:
+    """The refresh's predict over the blocked pairs written by the blocked-pairs part, timed;
+    the kept pairs' counts and checksum (not timed)."""
+    from pyspark.sql import functions as F
+
+    from datafirst_spark.config import ConfigError
+    from datafirst_spark.linkage.model import latest_model, load_model
+    from datafirst_spark.linkage.run import scored_pairs
+    from datafirst_spark.release.tables import table_checksum
+
+    saved = load_model(spark, model) if model else latest_model(spark, lakehouse, spec.linkage, release)
+    if saved is None:
+        raise ConfigError(f"{lakehouse.area('models')}/{spec.linkage}: no trained model; pass --model")
+    started = time.monotonic()
+    pairs, by_rule, excluded = scored_pairs(spark, spec, records_of(spark, lakehouse, release, spec), saved.parameters,
+                                            spark.read.parquet(blocked_path), path)
+    seconds["predict"] = round(time.monotonic() - started, 1)
+    return {"model": saved.path, "model_sha256": saved.sha256, "pairs_by_rule": by_rule, "pairs_excluded": excluded,
+            # the probability rounded: a change in how the pairs are scored may move its last bits
+            "checksum": table_checksum(pairs.select("source_dataset_l", "source_record_id_l", "source_dataset_r",
+                                                    "source_record_id_r", "match_key", "excluded_by",
+                                                    F.round("match_probability", 9).alias("match_probability")))}
 
 
 def _time_splink_blocked_pairs(spark, spec, records: dict, seconds: dict) -> list:

@@ -8,7 +8,7 @@ from splink.backends.spark import similarity_jar_location
 from datafirst_spark.cli import EXIT_BAD_INPUT, EXIT_OK, submit
 from datafirst_spark.config import ConfigError, load_environment
 from datafirst_spark.lakehouse import Lakehouse, check_release
-from datafirst_spark.session import delta_package_coordinates
+from datafirst_spark.session import delta_package_coordinates, sql_conf
 from datafirst_spark.submit import spark_submit_command
 from datafirst_spark.synthetic.config import load_synthetic_config
 from datafirst_spark.synthetic.population import PopulationPlan
@@ -70,3 +70,16 @@ def test_scale_plans_add_up_to_the_configured_counts(scale):
     assert abs(expected_pnc - spec.pnc_records) <= 1
     assert plan.never_in_npd + plan.school_offenders_expected == plan.pnc_people
     assert abs(plan.never_in_npd / plan.pnc_people - config.pnc.never_in_npd_share) < 0.001
+
+
+def test_sql_conf_holds_its_settings_for_the_block_only_even_when_it_fails(spark):
+    set_before, unset = "spark.sql.ansi.enabled", "spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold"
+    spark.conf.unset(unset)
+    ansi = spark.conf.get(set_before)
+    flipped = "false" if ansi == "true" else "true"
+    with pytest.raises(RuntimeError), sql_conf(spark, {set_before: flipped, unset: "64m"}):
+        assert spark.conf.get(set_before) == flipped
+        assert spark.conf.get(unset) in ("64m", str(64 << 20))
+        raise RuntimeError("inside")
+    assert spark.conf.get(set_before) == ansi
+    assert spark.conf.get(unset) in ("0", "0b")  # back to its default
