@@ -1,7 +1,6 @@
 """Linkage building blocks on tiny hand-made frames: spec checks, blocking bounds, clustering
 (with the one-to-one rule), the deterministic passes and the quality figures."""
 
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from datafirst_spark.linkage.clustering import (
 from datafirst_spark.linkage.deterministic import deterministic_pairs
 from datafirst_spark.linkage.spec import BlockingRuleSpec, DeterministicPass, load_linkage_spec
 from datafirst_spark.quality.evaluation import birth_cohort, evaluate
+from datafirst_spark.session import sql_conf
 
 ROOT = Path(__file__).resolve().parents[2]
 PNC_NPD = ROOT / "conf" / "linkages" / "pnc_npd.yaml"
@@ -371,7 +371,7 @@ def test_deterministic_passes_link_each_record_in_its_first_pass_only(spark, peo
     passes = [DeterministicPass(name="names and year", columns=["forename", "surname", "dob_year"]),
               DeterministicPass(name="surname and year", columns=["surname", "dob_year"])]
     spark.catalog.clearCache()  # each pass caches its pairs: the other variant's would be reused
-    with spark_conf(spark, {"spark.sql.autoBroadcastJoinThreshold": "-1", "spark.sql.adaptive.enabled": "false"}):
+    with sql_conf(spark, {"spark.sql.autoBroadcastJoinThreshold": "-1", "spark.sql.adaptive.enabled": "false"}):
         pairs = deterministic_pairs(records, "pnc", passes, link_from_rows)
         got = {(r["source_record_id_l"], r["source_record_id_r"], r["match_key"]) for r in pairs.collect()}
         plan = pairs._jdf.queryExecution().executedPlan().toString()
@@ -379,18 +379,6 @@ def test_deterministic_passes_link_each_record_in_its_first_pass_only(spark, peo
                    ("p2", "n1", "2:surname and year"), ("p2", "n2", "2:surname and year")}
     # a known, small link_from side is broadcast to each pass; otherwise Spark is left to choose
     assert join in plan
-
-
-@contextmanager
-def spark_conf(spark, settings):
-    before = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            spark.conf.unset(key) if value is None else spark.conf.set(key, value)
 
 
 def test_quality_figures_count_links_pairs_and_exact_clusters(spark):
