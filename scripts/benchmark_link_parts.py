@@ -98,14 +98,14 @@ def main(argv: list[str] | None = None) -> int:
                                  blocks_dir=blocks_dir)
             run["seconds"]["bounds"] = round(time.monotonic() - started, 1)
             run["bounds"] = [vars(b) for b in bounds]
+        blocked_pairs_path = f"{session.scratch_dir}/blocked_pairs"  # written by blocked-pairs, scored by predict
         if "blocked-pairs" in parts:
             run["blocked_pairs"], run["blocked_pairs_checksum"] = _time_blocked_pairs(
-                spark, spec, records_of(spark, lakehouse, args.release, spec), f"{session.scratch_dir}/blocked_pairs",
+                spark, spec, records_of(spark, lakehouse, args.release, spec), blocked_pairs_path,
                 run["seconds"], blocks_dir)
         if "predict" in parts:
-            run["predict"] = _time_predict(spark, spec, lakehouse, args.release, args.model,
-                                           f"{session.scratch_dir}/blocked_pairs", f"{session.scratch_dir}/pairs",
-                                           run["seconds"])
+            run["predict"] = _time_predict(spark, spec, lakehouse, args.release, args.model, blocked_pairs_path,
+                                           f"{session.scratch_dir}/pairs", run["seconds"])
         if "splink-blocked-pairs" in parts:
             run["splink_blocked_pairs"] = _time_splink_blocked_pairs(
                 spark, spec, records_of(spark, lakehouse, args.release, spec), run["seconds"])

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from ..lakehouse import check_release, hadoop_file_system
+from ..session import sql_conf
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +112,8 @@ def write_release(spark: SparkSession, table: CuratedTable, path: str, rows: Dat
     if version == before:
         # nothing to add or remove (an empty release of an empty table): Delta made no
         # commit, but the release still gets one that names it
-        spark.conf.set(USER_METADATA_CONF, RELEASE_METADATA + release)
-        try:
+        with sql_conf(spark, {USER_METADATA_CONF: RELEASE_METADATA + release}):
             spark.sql(f"ALTER TABLE {_sql_path(path)} SET TBLPROPERTIES ('datafirst.release' = '{release}')")
-        finally:
-            spark.conf.unset(USER_METADATA_CONF)
         version = latest_version(spark, path)
     log.info("curated table %s: release %s written as version %d", table.name, release, version)
     return version

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from datafirst_spark.lakehouse import write_delta
 from datafirst_spark.release.tables import (
     RETENTION_PROPERTIES,
+    USER_METADATA_CONF,
     CuratedTable,
     read_as_of,
     release_versions,
@@ -39,6 +40,13 @@ def test_each_release_is_one_commit_and_earlier_releases_stay_readable(spark, tm
     history = DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect()
     assert {r["version"]: r["userMetadata"] for r in history if r["version"] in (v1, v2)} == {
         v1: "release=2025", v2: "release=2026"}
+
+
+def test_an_empty_release_of_an_empty_table_still_gets_a_commit_naming_it(spark, tmp_path):
+    path = str(tmp_path / "person_links")
+    version = write_release(spark, LINKS, path, rows(spark, "2025", []), "2025")
+    assert release_versions(spark, path) == {"2025": version}
+    assert spark.conf.get(USER_METADATA_CONF, None) is None  # the commit's message is not left on the session
 
 
 def test_rewriting_a_release_replaces_only_its_rows(spark, tmp_path):
