@@ -9,14 +9,11 @@ Parts (each written under the run's scratch, never the lakehouse):
 
 - ``bounds``: the prediction rules' bounds over the staged records, as the refresh's "bound
   blocking rules" stage makes them (reading the staged records, uncached);
-- ``blocked-pairs``: the pairs predict scores, made by
-  :func:`~datafirst_spark.linkage.blocking.blocked_pairs` from the staged records and
-  counted per rule, as the "blocked pairs" stage does; also their checksum, untimed. With
-  ``bounds`` in the same run, from the blocks the bounds wrote, as in the refresh;
-- ``predict``: Splink's predict with the lakehouse's latest model (or ``--model``) over the
-  pairs the ``blocked-pairs`` part made in the same run (which it needs), the kept pairs
-  written as Delta, as the "predict" stage does; their counts per rule and exclusion, and
-  their checksum, untimed;
+- ``predict``: the pairs the prediction rules make, scored in their blocks by Splink's
+  predict SQL with the lakehouse's latest model (or ``--model``), the kept pairs written as
+  Delta, as the refresh's "predict" stage does; the pairs per rule, the kept pairs' counts per
+  rule and exclusion, and their checksum, untimed. With ``bounds`` in the same run, from the
+  blocks the bounds wrote, as in the refresh;
 - ``splink-blocked-pairs``: the same pairs made by Splink's own
   ``compute_blocked_pairs_for_predict`` from the staged records, as that stage did before;
 - ``evaluate``: quality of the staged clusters against truth, as the "evaluate against
@@ -72,13 +69,11 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    known = ("bounds", "blocked-pairs", "predict", "splink-blocked-pairs", "evaluate", "research-pseudonyms", "persons",
+    known = ("bounds", "predict", "splink-blocked-pairs", "evaluate", "research-pseudonyms", "persons",
              "person-links")
     unknown = sorted(set(parts) - set(known))
     if unknown:
         parser.error(f"--parts: unknown part(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    if "predict" in parts and "blocked-pairs" not in parts:
-        parser.error("--parts: predict scores the pairs the blocked-pairs part makes: ask for both")
     env, spec, lakehouse = load_environment(args.conf), load_linkage_spec(args.linkage), Lakehouse.at(args.lakehouse)
     run: dict = {"label": args.label, "code_version": datafirst_spark.code_version(),
                  "code": str(Path(datafirst_spark.__file__).parent),
@@ -98,14 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                                  blocks_dir=blocks_dir)
             run["seconds"]["bounds"] = round(time.monotonic() - started, 1)
             run["bounds"] = [vars(b) for b in bounds]
-        blocked_pairs_path = f"{session.scratch_dir}/blocked_pairs"  # written by blocked-pairs, scored by predict
-        if "blocked-pairs" in parts:
-            run["blocked_pairs"], run["blocked_pairs_checksum"] = _time_blocked_pairs(
-                spark, spec, records_of(spark, lakehouse, args.release, spec), blocked_pairs_path,
-                run["seconds"], blocks_dir)
         if "predict" in parts:
-            run["predict"] = _time_predict(spark, spec, lakehouse, args.release, args.model, blocked_pairs_path,
-                                           f"{session.scratch_dir}/pairs", run["seconds"])
+            run["predict"] = _time_predict(spark, spec, lakehouse, args.release, args.model,
+                                           f"{session.scratch_dir}/pairs", run["seconds"], blocks_dir)
         if "splink-blocked-pairs" in parts:
             run["splink_blocked_pairs"] = _time_splink_blocked_pairs(
                 spark, spec, records_of(spark, lakehouse, args.release, spec), run["seconds"])
@@ -153,25 +143,9 @@ def staged_links_and_records(spark, lakehouse, release: str, datasets: list) -> 
     return links, staged_records(spark, lakehouse, release, datasets)
 
 
-def _time_blocked_pairs(spark, spec, records: dict, path: str, seconds: dict,
-                        blocks_dir: str | None) -> tuple[list, str]:
-    """The refresh's blocked pairs, timed, counted per rule, and their checksum (not timed)."""
-    from datafirst_spark.linkage.blocking import blocked_pair_counts, concatenated
-    from datafirst_spark.linkage.model import MATCH_COLUMNS
-    from datafirst_spark.linkage.run import written_blocked_pairs
-    from datafirst_spark.release.tables import table_checksum
-
-    started = time.monotonic()
-    pairs = written_blocked_pairs(spark, concatenated(records, MATCH_COLUMNS), spec, path, blocks_dir)
-    counts = blocked_pair_counts(pairs, spec)
-    seconds["blocked-pairs"] = round(time.monotonic() - started, 1)
-    return counts, table_checksum(pairs)
-
-
-def _time_predict(spark, spec, lakehouse, release: str, model: str | None, blocked_path: str, path: str,
-                  seconds: dict) -> dict:
-    """The refresh's predict over the blocked pairs written by the blocked-pairs part, timed;
-    the kept pairs' counts and checksum (not timed)."""
+def _time_predict(spark, spec, lakehouse, release: str, model: str | None, path: str, seconds: dict,
+                  blocks_dir: str | None) -> dict:
+    """The refresh's predict, timed; the pairs per rule, the kept pairs' counts and checksum (not timed)."""
     from pyspark.sql import functions as F
 
     from datafirst_spark.config import ConfigError
@@ -183,14 +157,14 @@ def _time_predict(spark, spec, lakehouse, release: str, model: str | None, block
     if saved is None:
         raise ConfigError(f"{lakehouse.area('models')}/{spec.linkage}: no trained model; pass --model")
     started = time.monotonic()
-    pairs, by_rule, excluded = scored_pairs(spark, spec, records_of(spark, lakehouse, release, spec), saved.parameters,
-                                            spark.read.parquet(blocked_path), path)
+    scored = scored_pairs(spark, spec, records_of(spark, lakehouse, release, spec), saved.parameters, path, blocks_dir)
     seconds["predict"] = round(time.monotonic() - started, 1)
-    return {"model": saved.path, "model_sha256": saved.sha256, "pairs_by_rule": by_rule, "pairs_excluded": excluded,
+    return {"model": saved.path, "model_sha256": saved.sha256, "blocked_pairs": scored.blocking_counts,
+            "pairs_by_rule": scored.by_rule, "pairs_excluded": scored.excluded,
             # the probability rounded: a change in how the pairs are scored may move its last bits
-            "checksum": table_checksum(pairs.select("source_dataset_l", "source_record_id_l", "source_dataset_r",
-                                                    "source_record_id_r", "match_key", "excluded_by",
-                                                    F.round("match_probability", 9).alias("match_probability")))}
+            "checksum": table_checksum(scored.pairs.select(
+                "source_dataset_l", "source_record_id_l", "source_dataset_r", "source_record_id_r", "match_key",
+                "excluded_by", F.round("match_probability", 9).alias("match_probability")))}
 
 
 def _time_splink_blocked_pairs(spark, spec, records: dict, seconds: dict) -> list:

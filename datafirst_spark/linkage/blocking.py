@@ -7,22 +7,9 @@ they share its sub-block too. That is the count before Splink drops pairs an ear
 already made, so it is an upper bound, and it costs one shuffle of a hash of the records'
 keys per rule however skewed they are (a block's records meet in one task, which only
 counts them). A rule over the configured ceiling is refused, naming the rule and its
-largest block. Within the ceiling,
-the blocked pairs predict will score are made here (:func:`blocked_pairs`) and handed to
-Splink's predict, and counted per rule (each pair under the first rule that makes it):
-exact marginal comparisons, for the price of a group-by over pairs of ids that predict
-reads anyway.
-
-Splink makes the same pairs itself from the rules, but each of its joins carries every
-earlier rule's columns (arrays too) to drop the pairs an earlier rule made, and an exploded
-rule drops duplicates of its own before the union is deduplicated again. Here each rule
-carries only the columns of its own condition (the one Splink is given) and the record's
-id, and makes its pairs without a join: its records are shuffled and sorted by block once,
-each meets the records after it in its block, and the condition decides which pairs stay.
-Most records are alone in their block for a rule; the bounds write each rule's blocks of two
-or more, and only records of those that make a pair are shuffled and sorted.
-One group-by over the union keeps each pair once under its first rule. Same pairs, same
-match keys (``tests/unit/test_linkage_parts.py`` checks them against Splink's own).
+largest block. Within the ceiling, the bounds write each rule's blocks of two records or
+more: the pairs (:mod:`.scoring`, which makes and scores them in their blocks) are made from
+the records of those blocks only.
 """
 
 from __future__ import annotations
@@ -31,20 +18,13 @@ import logging
 from dataclasses import dataclass
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ..config import ConfigError
-from .clustering import node_id
-from .model import RECORD_SOURCE, prediction_blocking_rule
 from .spec import BlockingRuleSpec, LinkageSpec
 
 log = logging.getLogger(__name__)
-
-
-# Beyond this many blocks that make a pair (8 bytes each), a rule's pairs are made from all
-# its records rather than from those in these blocks only: every task would hold the set.
-MAX_BROADCAST_BLOCKS = 20_000_000
 
 
 class BlockingCeilingError(ConfigError):
@@ -73,7 +53,8 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
     ``compare_unknown``, when either record lacks one of them. ``datasets``: the records'
     source datasets (read from them when not given). With ``blocks_path``, the blocks of two
     records or more are written there as Parquet (``_block``: :func:`block_hash` of the
-    rule's keys; ``n``: records; ``pairs``: the block's bound), for :func:`blocked_pairs`.
+    rule's keys; ``n``: records; ``pairs``: the block's bound), for
+    :func:`~.scoring.scored_in_blocks`.
     """
     within = within or {}
     datasets = datasets if datasets is not None else record_datasets(records)
@@ -122,7 +103,7 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
     per_block = per_block.select("_block", "n", pairs.cast("long").alias("pairs"))
     if blocks_path is not None:
         # A block of one record makes no pair and adds none to the bound: the blocks of two or
-        # more give the same bound and largest block, and are all blocked_pairs needs to know.
+        # more give the same bound and largest block, and are all the pairs need to know.
         per_block.filter(F.col("n") >= 2).write.mode("overwrite").parquet(blocks_path)
         per_block = records.sparkSession.read.parquet(blocks_path)
     totals = per_block.agg(
@@ -143,7 +124,7 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
     return RuleBound(rule.description, int(totals["pairs"]), int(largest["n"]), key)
 
 
-def block_hash(names: list[str]) -> Column:
+def block_hash(names: list[str] | list[Column]) -> Column:
     """A block's key columns as one long: what the bounds count by and the pairs are filtered on."""
     return F.xxhash64(*names)
 
@@ -158,11 +139,11 @@ def check_rules(records: DataFrame, rules: list[BlockingRuleSpec], link_type: st
                 compare_unknown: bool = False, blocks_dir: str | None = None) -> list[RuleBound]:
     """Bound every rule; refuse (before any pair is made) the first one over ``ceiling``.
     With ``blocks_dir``, each rule's blocks of two or more are written under it (see
-    :func:`rule_bound`), where :func:`blocked_pairs` reads them."""
+    :func:`rule_bound`), where :func:`~.scoring.scored_in_blocks` reads them."""
     bounds = []
     datasets = record_datasets(records) if rules else []
     for index, rule in enumerate(rules):
-        path = None if blocks_dir is None else _rule_blocks_path(blocks_dir, index)
+        path = None if blocks_dir is None else rule_blocks_path(blocks_dir, index)
         bound = rule_bound(records, rule, link_type, within, compare_unknown, datasets, path)
         log.info("blocking %s rule [%s]: at most %s comparisons; largest block %s records (%s)", purpose, bound.rule,
                  f"{bound.comparisons:,}", f"{bound.largest_block:,}", bound.largest_block_key)
@@ -176,99 +157,24 @@ def check_rules(records: DataFrame, rules: list[BlockingRuleSpec], link_type: st
     return bounds
 
 
-def _rule_blocks_path(blocks_dir: str, index: int) -> str:
+def rule_blocks_path(blocks_dir: str, index: int) -> str:
     return f"{blocks_dir}/rule-{index}"
 
 
-def blocked_pairs(records: DataFrame, spec: LinkageSpec, blocks_dir: str | None = None) -> DataFrame:
-    """The pairs Splink's blocking makes for the spec's prediction rules over its
-    concatenated records, in the shape of its ``__splink__blocked_id_pairs``: (match_key,
-    join_key_l, join_key_r), where a join key is Splink's record id (as
-    :func:`~datafirst_spark.linkage.clustering.node_id` makes it; the ``source_record_id``
-    alone for ``dedupe_only``), the left one the lesser, and match_key the index (as a
-    string) of the first rule that makes the pair. Each rule joins on the very condition
-    Splink is given (:func:`~datafirst_spark.linkage.model.prediction_blocking_rule`: its keys
-    and the within-dataset condition), so Spark reads only the columns that names.
-
-    ``blocks_dir``: where :func:`check_rules` wrote the rules' blocks of two or more. Each
-    rule's records are then kept only in a block the bound says makes a pair before they
-    are shuffled: at `full`, 58% of the 121M keyed records of the seven rules are alone in
-    their block.
-
-    Hand it to Splink with ``linker.table_management.register_blocked_pairs_for_predict``.
-    """
-    rules = spec.model.blocking_rules_to_generate_predictions
-    if not rules:
-        raise ValueError(f"{spec.linkage}: blocked_pairs: no prediction blocking rules")
-    made = []
-    for k, rule in enumerate(rules):
-        pairing = None
-        if blocks_dir is not None:
-            blocks = records.sparkSession.read.parquet(_rule_blocks_path(blocks_dir, k))
-            pairing = blocks.filter(F.col("pairs") > 0).select("_block")
-            count = pairing.count()
-            log.info("blocking prediction rule [%s]: %s blocks make a pair", rule.description, f"{count:,}")
-            if count > MAX_BROADCAST_BLOCKS:
-                log.info("blocking prediction rule [%s]: over %s blocks, too many to broadcast: every block is "
-                         "sorted", rule.description, f"{MAX_BROADCAST_BLOCKS:,}")
-                pairing = None
-        made.append(_rule_pairs(records, rule, spec, pairing).withColumn("match_key", F.lit(k)))
-    # an exploded rule meets a pair once per agreeing element, and later rules remake earlier
-    # rules' pairs: one group-by keeps each pair once, under its first rule
-    return (reduce(DataFrame.unionAll, made).groupBy("join_key_l", "join_key_r")
-            .agg(F.min("match_key").cast("string").alias("match_key"))
-            .select("match_key", "join_key_l", "join_key_r"))
-
-
-def _rule_pairs(records: DataFrame, rule: BlockingRuleSpec, spec: LinkageSpec,
-                pairing: DataFrame | None = None) -> DataFrame:
-    # Splink leaves the dataset out of its record ids when deduplicating one dataset
-    splink_id = F.col("source_record_id") if spec.link_type == "dedupe_only" else \
-        node_id("source_dataset", "source_record_id")
-    df = records.withColumns({RECORD_SOURCE: F.col("source_dataset"), "_id": splink_id})
-    for column in rule.explode:
-        df = df.withColumn(column, F.explode(column))
-    sql = prediction_blocking_rule(rule, spec).get_blocking_rule("spark").blocking_rule_sql
-    condition = F.expr(sql) & (F.col("l._id") < F.col("r._id"))
-    if spec.link_type == "link_only":
-        condition &= F.col("l.source_dataset") != F.col("r.source_dataset")
-    # Not a self-join: that shuffles and sorts the same records twice, once per side. Each
-    # record meets the records after it (by id) in its block, once: one shuffle, one sort.
-    # A pair of records with equal keys is a pair of the join; the condition, evaluated on
-    # the pair as the join would, decides which are kept.
-    names = [f"_key{i}" for i in range(len(rule.block_on))]
-    record = F.struct(*sorted(_sides_columns(sql) | {"_id", "source_dataset"})).alias("l")
-    blocks = df.select(*[F.expr(e).alias(n) for e, n in zip(rule.block_on, names, strict=True)], "_id", record) \
-        .dropna(subset=names)
-    if pairing is not None:
-        # Broadcast: a few million longs at `full`, so that the records left out are dropped
-        # as they are read, not shuffled. A block whose hash collides with a pairing block's
-        # is kept and makes no pair the condition does not allow.
-        blocks = blocks.join(F.broadcast(pairing), block_hash(names) == pairing["_block"], "left_semi")
-    after = Window.partitionBy(*names).orderBy("_id").rowsBetween(1, Window.unboundedFollowing)
-    return (blocks.withColumn("_after", F.collect_list("l").over(after))
-            .select("l", F.explode("_after").alias("r"))
-            .filter(condition)
-            .select(F.col("l._id").alias("join_key_l"), F.col("r._id").alias("join_key_r")))
-
-
-def _sides_columns(sql: str) -> set[str]:
-    """The columns a Splink blocking condition reads from its two records (``l.x``, ``r.x``)."""
-    import sqlglot
-    from sqlglot import exp
-
-    return {c.name for c in sqlglot.parse_one(sql, read="spark").find_all(exp.Column) if c.table in ("l", "r")}
-
-
 def blocked_pair_counts(blocked_pairs: DataFrame, spec: LinkageSpec) -> list[dict[str, object]]:
-    """Marginal and cumulative comparisons per prediction rule, counted on blocked id pairs in
-    Splink's shape (:func:`blocked_pairs`, or Splink's own
-    ``linker.inference.compute_blocked_pairs_for_predict()``, whose ``match_key``
-    is the index of the first rule that makes the pair)."""
-    counted = {str(row["match_key"]): row["count"] for row in blocked_pairs.groupBy("match_key").count().collect()}
+    """:func:`rule_counts` of blocked id pairs in Splink's shape (Splink's own
+    ``linker.inference.compute_blocked_pairs_for_predict()``, whose ``match_key`` is the index
+    of the first rule that makes the pair)."""
+    return rule_counts({str(row["match_key"]): row["count"] for row in blocked_pairs.groupBy("match_key").count().collect()},
+                       spec)
+
+
+def rule_counts(pairs_per_key: dict[str, int], spec: LinkageSpec) -> list[dict[str, object]]:
+    """Marginal and cumulative comparisons per prediction rule, from the pairs counted per
+    match key (the index, as a string, of the first rule that makes the pair)."""
     counts, cumulative = [], 0
     for key, rule in enumerate(spec.model.blocking_rules_to_generate_predictions):
-        marginal = int(counted.get(str(key), 0))
+        marginal = int(pairs_per_key.get(str(key), 0))
         cumulative += marginal
         counts.append({"rule": rule.description, "marginal_comparisons": marginal,
                        "cumulative_comparisons": cumulative, "estimated": False, "sample_proportion": 1.0})

@@ -24,9 +24,8 @@ from pyspark.sql import functions as F
 
 from ..config import ConfigError, EnvironmentConfig
 from ..lakehouse import Lakehouse, list_data_files, write_delta, write_json
-from ..session import sql_conf
 from ..timing import StageTimer
-from .blocking import blocked_pair_counts, blocked_pairs, check_rules, concatenated
+from .blocking import check_rules, concatenated, rule_counts
 from .clustering import PAIR_COLUMNS, cluster_at_thresholds, cluster_counts
 from .deterministic import deterministic_pairs
 from .model import (
@@ -40,16 +39,12 @@ from .model import (
     splink_settings,
     train,
 )
+from .scoring import scored_in_blocks
 from .spec import LinkageSpec
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "_linkage.json"
-# Predict joins each pair with its two records: sort-merge joins sort 23M pairs, their
-# records and the 16.65M records at `full`. Allowed to hash a side whose every shuffled
-# partition is below this (about 220 MB of records at `full`), adaptive execution skips the
-# sorts: predict 423.5 -> 385.1 s, task time 847 -> 767 s, the same pairs (2026-12-07).
-PREDICT_SQL_CONF = {"spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold": "256m"}
 BASELINE_METHOD = "deterministic"
 SPLINK_METHOD = "splink"
 
@@ -167,17 +162,13 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
     if request.train_only:
         return _finish(spark, report, timer, started, out(REPORT_FILE))
 
-    with timer.stage(f"{spec.linkage}: blocked pairs") as figures:
-        # made once, in scratch, and handed to Splink: predict scores these very pairs
-        blocked = written_blocked_pairs(spark, concat, spec, f"{scratch_dir}/blocked_pairs", blocks_dir)
-        report.blocking_counts = blocked_pair_counts(blocked, spec)
-        figures["rows"] = sum(c["marginal_comparisons"] for c in report.blocking_counts)
-
     with timer.stage(f"{spec.linkage}: predict") as figures:
-        pairs, report.pairs_by_rule, report.pairs_excluded = scored_pairs(
-            spark, spec, records, saved.parameters, blocked, out("pairs"))
+        scored = scored_pairs(spark, spec, records, saved.parameters, out("pairs"), blocks_dir)
+        report.blocking_counts = scored.blocking_counts
+        report.pairs_by_rule, report.pairs_excluded = scored.by_rule, scored.excluded
         report.pairs = figures["rows"] = sum(report.pairs_by_rule.values())
         report.tables["pairs"] = out("pairs")
+        pairs = scored.pairs
 
     all_records = concat.select("source_dataset", "source_record_id")
     baseline_membership = None
@@ -214,30 +205,25 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
     return _finish(spark, report, timer, started, out(REPORT_FILE))
 
 
-def written_blocked_pairs(spark: SparkSession, records: DataFrame, spec: LinkageSpec, path: str,
-                          blocks_dir: str | None = None) -> DataFrame:
-    """:func:`~.blocking.blocked_pairs` of the concatenated records, written to ``path``
-    (parquet, in scratch) and read back: made once, counted and scored from there.
-    ``blocks_dir``: where the bounds wrote the rules' blocks (see :func:`~.blocking.check_rules`)."""
-    blocked_pairs(records, spec, blocks_dir).write.mode("overwrite").parquet(path)
-    return spark.read.parquet(path)
+@dataclass
+class ScoredPairs:
+    pairs: DataFrame  # the kept pairs, as written
+    by_rule: dict[str, int]  # kept pairs per match key
+    excluded: dict[str, int]  # kept pairs per exclusion
+    blocking_counts: list[dict[str, Any]]  # every scored pair, per prediction rule (blocked_pair_counts)
 
 
 def scored_pairs(spark: SparkSession, spec: LinkageSpec, records: dict[str, DataFrame], parameters: dict[str, Any],
-                 blocked: DataFrame, path: str) -> tuple[DataFrame, dict[str, int], dict[str, int]]:
-    """Splink's predict with the saved model's ``parameters`` over exactly the ``blocked``
-    pairs (:func:`written_blocked_pairs`); the pairs at or above the spec's pairs_floor,
-    with their gammas and the exclusion each falls under, written to ``path`` (Delta).
-    Returns the stored pairs, their count per match key and per exclusion."""
+                 path: str, blocks_dir: str | None = None) -> ScoredPairs:
+    """Splink's predict with the saved model's ``parameters`` over the pairs the spec's
+    prediction rules make, scored in their blocks (:func:`~.scoring.scored_in_blocks`; with
+    ``blocks_dir``, from the blocks the bounds wrote); the pairs at or above the spec's
+    pairs_floor, with their gammas and the exclusion each falls under, written to ``path``
+    (Delta)."""
     linker = linker_for(spark, spec, records, splink_settings(spec, parameters))
-    linker.table_management.register_blocked_pairs_for_predict(
-        linker.table_management.register_table(blocked, f"__datafirst_blocked_pairs_{spec.linkage}", overwrite=True))
-    with sql_conf(spark, PREDICT_SQL_CONF):  # Splink writes its scored pairs (the joins run) in predict
-        predictions = linker.inference.predict(threshold_match_probability=spec.pairs_floor, warning_mode="never")
-    scored = predictions.as_spark_dataframe()
-    gammas = [c for c in scored.columns if c.startswith("gamma_")]
-    scored = scored.withColumn("excluded_by", exclusion_flag(spec))
-    write_delta(scored.select(*PAIR_COLUMNS, *gammas), path)
+    made = scored_in_blocks(linker, spec, spec.pairs_floor, blocks_dir)
+    gammas = [c for c in made.scored.columns if c.startswith("gamma_")]
+    write_delta(made.scored.withColumn("excluded_by", exclusion_flag(spec)).select(*PAIR_COLUMNS, *gammas), path)
     pairs = spark.read.format("delta").load(path)
     counted = pairs.groupBy("match_key", "excluded_by").count().collect()  # one pass for both figures
     by_rule: Counter[str] = Counter()
@@ -248,7 +234,8 @@ def scored_pairs(spark: SparkSession, spec: LinkageSpec, records: dict[str, Data
             excluded[row["excluded_by"]] += row["count"]
     for name, count in excluded.items():
         log.info("linkage %s: %d scored pairs excluded by %r", spec.linkage, count, name)
-    return pairs, dict(sorted(by_rule.items())), dict(excluded)
+    return ScoredPairs(pairs, dict(sorted(by_rule.items())), dict(excluded),
+                       rule_counts(made.pairs_per_rule(), spec))
 
 
 def evaluate_against_truth(spark: SparkSession, lakehouse: Lakehouse, release: str, spec: LinkageSpec,

@@ -13,7 +13,6 @@ from pyspark.sql import functions as F
 from datafirst_spark.config import ConfigError
 from datafirst_spark.linkage.blocking import (
     BlockingCeilingError,
-    blocked_pairs,
     check_rules,
     rule_bound,
 )
@@ -211,10 +210,11 @@ def crowd(spark):
 @pytest.mark.parametrize(("link_type", "within", "compare_unknown"), [
     ("link_and_dedupe", {}, False), ("link_and_dedupe", {"npd": ["postcode_area"]}, False),
     ("link_and_dedupe", {"npd": ["postcode_area"]}, True), ("link_only", {}, False), ("dedupe_only", {}, False)])
-def test_blocked_pairs_are_the_pairs_and_match_keys_splink_makes(spark, tmp_path, crowd, link_type, within,
-                                                                 compare_unknown):
+def test_pairs_scored_in_their_blocks_are_splinks_predictions(spark, tmp_path, crowd, link_type, within,
+                                                              compare_unknown):
     from datafirst_spark.linkage.blocking import concatenated
     from datafirst_spark.linkage.model import MATCH_COLUMNS, linker_for, splink_settings
+    from datafirst_spark.linkage.scoring import scored_in_blocks
 
     def variant(d):
         d["link_type"], d["model"]["within_dataset_block_on"] = link_type, within
@@ -224,20 +224,22 @@ def test_blocked_pairs_are_the_pairs_and_match_keys_splink_makes(spark, tmp_path
 
     spec = load_linkage_spec(write_variant(tmp_path, variant))
     records = {name: crowd.filter(F.col("source_dataset") == name) for name in spec.datasets}
-    concat = concatenated(records, MATCH_COLUMNS)
-    ours = blocked_pairs(concat, spec)
     linker = linker_for(spark, spec, records, splink_settings(spec))
-    splinks = linker.inference.compute_blocked_pairs_for_predict().as_spark_dataframe()
-    assert_df_equality(ours, splinks.select("match_key", "join_key_l", "join_key_r"), ignore_row_order=True,
-                       ignore_nullable=True)
-    # the same pairs from only the blocks the bounds found a pair in
+    splinks = linker.inference.predict(warning_mode="never").as_spark_dataframe()
     blocks_dir = str(tmp_path / "blocks")
-    check_rules(concat, spec.model.blocking_rules_to_generate_predictions, spec.link_type, 1e9, "prediction",
-                "x.yaml", within, compare_unknown, blocks_dir=blocks_dir)
-    assert_df_equality(blocked_pairs(concat, spec, blocks_dir), ours, ignore_row_order=True)
-    # the case is not trivial: most rules make pairs of their own, aliases included
-    keys = {row["match_key"] for row in ours.collect()}
-    assert len(keys) >= 5 and {"4", "5"} & keys
+    check_rules(concatenated(records, MATCH_COLUMNS), spec.model.blocking_rules_to_generate_predictions,
+                spec.link_type, 1e9, "prediction", "x.yaml", within, compare_unknown, blocks_dir=blocks_dir)
+    rounded = [F.round(c, 9).alias(c) if c in ("match_weight", "match_probability") else c for c in splinks.columns]
+    for blocks in (None, blocks_dir):
+        ours = scored_in_blocks(linker, spec, None, blocks)
+        written = str(tmp_path / f"scored-{blocks is None}")
+        ours.scored.write.parquet(written)  # scored once, as predict writes them
+        assert_df_equality(spark.read.parquet(written).select(*rounded), splinks.select(*rounded),
+                           ignore_row_order=True, ignore_nullable=True)
+        # counted as they were scored: Splink's pairs per match key
+        expected = {row["match_key"]: row["count"] for row in splinks.groupBy("match_key").count().collect()}
+        assert {k: v for k, v in ours.pairs_per_rule().items() if v} == expected
+    assert len(expected) >= 5 and {"4", "5"} & set(expected)
 
 
 def test_within_dataset_block_on_names_a_dataset_of_the_linkage(tmp_path):
