@@ -210,7 +210,7 @@ class ScoredPairs:
     pairs: DataFrame  # the kept pairs, as written
     by_rule: dict[str, int]  # kept pairs per match key
     excluded: dict[str, int]  # kept pairs per exclusion
-    blocking_counts: list[dict[str, Any]]  # every scored pair, per prediction rule (blocked_pair_counts)
+    blocking_counts: list[dict[str, Any]]  # every scored pair, per prediction rule (rule_counts)
 
 
 def scored_pairs(spark: SparkSession, spec: LinkageSpec, records: dict[str, DataFrame], parameters: dict[str, Any],

@@ -75,17 +75,14 @@ def _as_dataframe(linker: Linker, pipeline) -> DataFrame:  # noqa: ANN001 - Spli
     return db_api.spark.sql(db_api._setup_for_execute_sql(pipeline.generate_cte_pipeline_sql(), ""))
 
 
-def rule_holds(rule: BlockingRuleSpec, spec: LinkageSpec) -> str:
-    """Spark SQL, over a pair's two records ``l`` and ``r``, true when ``rule`` makes the pair:
-    its keys agree (an exploded key when the two arrays share an element) and the spec's
-    within-dataset condition holds."""
+def keys_agree(rule: BlockingRuleSpec) -> str:
+    """Spark SQL, over a pair's two records ``l`` and ``r``, true when ``rule``'s keys agree
+    (an exploded key when the two arrays share an element). With the spec's within-dataset
+    condition, which every rule shares, it is Splink's condition for the rule."""
     parts = [f"arrays_overlap(l.`{key}`, r.`{key}`)" for key in rule.block_on if key in rule.explode]
     equal = [key for key in rule.block_on if key not in rule.explode]
     if equal:
         parts.append(block_on(*equal).get_blocking_rule("spark").blocking_rule_sql)
-    within = within_dataset_condition(spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown)
-    if within is not None:
-        parts.append(within)
     return " AND ".join(f"({p})" for p in parts)
 
 
@@ -107,11 +104,13 @@ def scored_in_blocks(linker: Linker, spec: LinkageSpec, threshold: float | None,
     records = records_with_term_frequencies(linker)
     splink_id = F.col("source_record_id") if spec.link_type == "dedupe_only" else \
         node_id("source_dataset", "source_record_id")
-    holds = [rule_holds(rule, spec) for rule in rules]
+    agree = [keys_agree(rule) for rule in rules]
+    within = within_dataset_condition(spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown)
     # a pair's records carry what Splink's comparisons read and what the rules' conditions test
-    read = set().union(*(_sides_columns(sql) for sql in [*settings._columns_to_select_for_blocking, *holds]))
+    conditions = [*settings._columns_to_select_for_blocking, *agree, *([within] if within else [])]
+    read = set().union(*(_sides_columns(sql) for sql in conditions))
     records = records.select(*[c for c in records.columns if c in read], splink_id.alias(_ID))
-    pairs = _pairs_with_records(records, rules, spec, holds, _pairing_blocks(spark, rules, blocks_dir))
+    pairs = _pairs_with_records(records, rules, spec, agree, within, _pairing_blocks(spark, rules, blocks_dir))
     counted = Observation(f"pairs_per_rule_{spec.linkage}")
     pairs = pairs.observe(counted, *[F.count_if(F.col("match_key") == str(k)).alias(str(k)) for k in range(len(rules))])
     # Splink's blocked pairs with their records' columns (``l.x AS x_l``): what its predict
@@ -162,6 +161,10 @@ def _element(column: str) -> str:
     return f"_element_{column}"
 
 
+def _exploded(rules: list[BlockingRuleSpec]) -> list[str]:
+    return sorted({c for rule in rules for c in rule.explode})
+
+
 def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec]) -> DataFrame:
     """Each record once per block it is in under each rule: ``_rule``, ``_rule_block``
     (:func:`_rule_block`) and, for an exploded rule's entry, the elements it blocks on
@@ -171,7 +174,7 @@ def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec]) -> Dat
 
     Only ``explode`` and plain expressions, which Spark compiles: higher-order functions
     (``transform`` over the arrays) run interpreted."""
-    exploded = sorted({c for rule in rules for c in rule.explode})
+    exploded = _exploded(rules)
     types = {f.name: f.dataType for f in records.schema.fields}
     entries = []
     for k, rule in enumerate(rules):
@@ -194,8 +197,8 @@ def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec]) -> Dat
     return df.withColumns({"_rule_block": rule_block, "_complete": complete}).filter("_complete").drop("_complete")
 
 
-def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec: LinkageSpec, holds: list[str],
-                        pairing: DataFrame | None) -> DataFrame:
+def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec: LinkageSpec, agree: list[str],
+                        within: str | None, pairing: DataFrame | None) -> DataFrame:
     """(l, r, match_key): every rule's pairs with their two records, each pair once."""
     # One pass over the records for every rule: at `full`, reading the records with their
     # term frequencies once per rule took 7 x 90 task seconds.
@@ -204,7 +207,7 @@ def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec:
         # broadcast: about 10M longs at `full`, so that the records of blocks that make no pair
         # are dropped as they are read, not shuffled
         blocks = blocks.join(F.broadcast(pairing), "_rule_block", "left_semi")
-    elements = [c for c in blocks.columns if c.startswith("_element_")]
+    elements = [_element(c) for c in _exploded(rules)]
     blocks = blocks.select("_rule", "_rule_block", *elements, F.struct(*records.columns).alias("l"))
     # A block is known by its rule and a hash of its keys: two blocks of a rule whose hashes
     # collide meet, and the rule's own condition (below) keeps only the pairs it makes.
@@ -215,12 +218,15 @@ def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec:
     keep: Column = F.col(f"l.{_ID}") < F.col(f"r.{_ID}")
     if spec.link_type == "link_only":
         keep &= F.col("l.source_dataset") != F.col("r.source_dataset")
+    if within is not None:
+        # every rule's condition holds it, so an earlier rule makes the pair when its keys agree
+        keep &= F.coalesce(F.expr(within), F.lit(False))
     first: Column | None = None  # the rule makes the pair, here first: no earlier rule, at its least elements
     for k, rule in enumerate(rules):
-        here = F.coalesce(F.expr(holds[k]), F.lit(False))
+        here = F.coalesce(F.expr(agree[k]), F.lit(False))
         for c in rule.explode:
             here &= F.col(_element(c)) == F.array_min(F.array_intersect(F.col(f"l.{c}"), F.col(f"r.{c}")))
-        for condition in holds[:k]:
+        for condition in agree[:k]:
             here &= ~F.coalesce(F.expr(condition), F.lit(False))
         first = F.when(F.col("_rule") == k, here) if first is None else first.when(F.col("_rule") == k, here)
     return met.filter(keep & first).select("l", "r", F.col("_rule").cast("string").alias("match_key"))
