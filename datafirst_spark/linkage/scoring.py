@@ -8,7 +8,7 @@ with every column Splink's comparisons read and their term frequencies, are read
 record goes to each block it is in under every rule (an exploded rule: one per combination
 of its arrays' distinct elements), and only to blocks the bounds found a pair in (at `full`,
 58% of the seven rules' 121M keyed records are alone in their block). One shuffle and sort
-by (rule, block); in a block each record meets the records after it (by Splink's record id),
+by (block, rule); in a block each record meets the records after it (by Splink's record id),
 so a pair leaves its block with both records and is scored there by Splink's own comparison
 and prediction SQL. No self-join (which shuffles and sorts the same records once per side),
 and no rule's pass over the records of its own (at `full` a pass, reading the records with
