@@ -186,15 +186,14 @@ def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec]) -> Dat
     for c in exploded:
         df = df.withColumn(_element(c), F.explode(F.col(f"_entry.{c}")))
     df = df.withColumn("_rule", F.col("_entry.rule")).drop("_entry")
-    rule_block, complete = None, None
+    rule_block = None
     for k, rule in enumerate(rules):
         values = [F.col(_element(e)) if e in rule.explode else F.expr(e) for e in rule.block_on]
+        # null where a key is null (xxhash64 would skip it): such an entry is in no block
+        block = F.when(reduce(lambda a, b: a & b, [v.isNotNull() for v in values]), _rule_block(k, block_hash(values)))
         this = F.col("_rule") == k
-        block = _rule_block(k, block_hash(values))
-        every = reduce(lambda a, b: a & b, [v.isNotNull() for v in values])
         rule_block = F.when(this, block) if rule_block is None else rule_block.when(this, block)
-        complete = F.when(this, every) if complete is None else complete.when(this, every)
-    return df.withColumns({"_rule_block": rule_block, "_complete": complete}).filter("_complete").drop("_complete")
+    return df.withColumn("_rule_block", rule_block).filter(F.col("_rule_block").isNotNull())
 
 
 def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec: LinkageSpec, agree: list[str],
