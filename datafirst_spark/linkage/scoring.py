@@ -75,15 +75,30 @@ def _as_dataframe(linker: Linker, pipeline) -> DataFrame:  # noqa: ANN001 - Spli
     return db_api.spark.sql(db_api._setup_for_execute_sql(pipeline.generate_cte_pipeline_sql(), ""))
 
 
-def keys_agree(rule: BlockingRuleSpec) -> str:
+def keys_agree(rule: BlockingRuleSpec, computed: dict[str, str] | None = None) -> str:
     """Spark SQL, over a pair's two records ``l`` and ``r``, true when ``rule``'s keys agree
     (an exploded key when the two arrays share an element). With the spec's within-dataset
-    condition, which every rule shares, it is Splink's condition for the rule."""
+    condition, which every rule shares, it is Splink's condition for the rule. ``computed``:
+    key expressions already computed into columns of the records (:func:`computed_keys`),
+    compared by those columns."""
+    computed = computed or {}
     parts = [f"arrays_overlap(l.`{key}`, r.`{key}`)" for key in rule.block_on if key in rule.explode]
-    equal = [key for key in rule.block_on if key not in rule.explode]
+    equal = [computed.get(key, key) for key in rule.block_on if key not in rule.explode]
     if equal:
         parts.append(block_on(*equal).get_blocking_rule("spark").blocking_rule_sql)
     return " AND ".join(f"({p})" for p in parts)
+
+
+def computed_keys(rules: list[BlockingRuleSpec], columns: list[str]) -> dict[str, str]:
+    """The rules' keys that are expressions, not columns of the records (such as the swapped
+    names rule's ``array_join(array_sort(...))``), each with the column it is computed into.
+
+    Computed once per record, before the record goes to its blocks: ``array_sort`` with its
+    comparator is a function Spark cannot compile, and in a rule's block or condition it took
+    every entry and every pair out of compiled code (the entries, copied out row by row
+    before the block was known, were the most of predict's map side at `full`)."""
+    expressions = [key for rule in rules for key in rule.block_on if key not in rule.explode and key not in columns]
+    return {key: f"_key_{i}" for i, key in enumerate(dict.fromkeys(expressions))}
 
 
 def scored_in_blocks(linker: Linker, spec: LinkageSpec, threshold: float | None,
@@ -110,7 +125,10 @@ def scored_in_blocks(linker: Linker, spec: LinkageSpec, threshold: float | None,
     conditions = [*settings._columns_to_select_for_blocking, *agree, *([within] if within else [])]
     read = set().union(*(_sides_columns(sql) for sql in conditions))
     records = records.select(*[c for c in records.columns if c in read], splink_id.alias(_ID))
-    pairs = _pairs_with_records(records, rules, spec, agree, within, _pairing_blocks(spark, rules, blocks_dir))
+    computed = computed_keys(rules, records.columns)
+    records = records.select("*", *[F.expr(key).alias(column) for key, column in computed.items()])
+    pairs = _pairs_with_records(records, rules, spec, [keys_agree(rule, computed) for rule in rules], within,
+                                _pairing_blocks(spark, rules, blocks_dir), computed)
     counted = Observation(f"pairs_per_rule_{spec.linkage}")
     pairs = pairs.observe(counted, *[F.count_if(F.col("match_key") == str(k)).alias(str(k)) for k in range(len(rules))])
     # Splink's blocked pairs with their records' columns (``l.x AS x_l``): what its predict
@@ -165,12 +183,13 @@ def _exploded(rules: list[BlockingRuleSpec]) -> list[str]:
     return sorted({c for rule in rules for c in rule.explode})
 
 
-def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec]) -> DataFrame:
+def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec], computed: dict[str, str]) -> DataFrame:
     """Each record once per block it is in under each rule: ``_rule``, ``_rule_block``
     (:func:`_rule_block`) and, for an exploded rule's entry, the elements it blocks on
     (``_element_<column>``). An exploded rule gives one entry per combination of its arrays'
     distinct elements (so that two records meet once per combination of agreeing elements);
-    an entry with a null key is left out.
+    an entry with a null key is left out. ``computed``: :func:`computed_keys`, already
+    columns of ``records``.
 
     Only ``explode`` and plain expressions, which Spark compiles: higher-order functions
     (``transform`` over the arrays) run interpreted."""
@@ -188,7 +207,7 @@ def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec]) -> Dat
     df = df.withColumn("_rule", F.col("_entry.rule")).drop("_entry")
     rule_block = None
     for k, rule in enumerate(rules):
-        values = [F.col(_element(e)) if e in rule.explode else F.expr(e) for e in rule.block_on]
+        values = [F.col(_element(e)) if e in rule.explode else F.col(computed.get(e, e)) for e in rule.block_on]
         # null where a key is null (xxhash64 would skip it): such an entry is in no block
         block = F.when(reduce(lambda a, b: a & b, [v.isNotNull() for v in values]), _rule_block(k, block_hash(values)))
         this = F.col("_rule") == k
@@ -197,17 +216,20 @@ def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec]) -> Dat
 
 
 def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec: LinkageSpec, agree: list[str],
-                        within: str | None, pairing: DataFrame | None) -> DataFrame:
+                        within: str | None, pairing: DataFrame | None, computed: dict[str, str]) -> DataFrame:
     """(l, r, match_key): every rule's pairs with their two records, each pair once."""
     # One pass over the records for every rule: at `full`, reading the records with their
-    # term frequencies once per rule took 7 x 90 task seconds.
-    blocks = _blocks_of_records(records, rules)
+    # term frequencies once per rule took 7 x 90 task seconds. The record's struct is made
+    # once, before its entries, each of which copies it whole: made per entry, its strings
+    # were decoded from Parquet's dictionaries and written field by field once per entry.
+    with_record = records.select("*", F.struct(*records.columns).alias("l"))
+    blocks = _blocks_of_records(with_record, rules, computed)
     if pairing is not None:
         # broadcast: about 10M longs at `full`, so that the records of blocks that make no pair
         # are dropped as they are read, not shuffled
         blocks = blocks.join(F.broadcast(pairing), "_rule_block", "left_semi")
     elements = [_element(c) for c in _exploded(rules)]
-    blocks = blocks.select("_rule", "_rule_block", *elements, F.struct(*records.columns).alias("l"))
+    blocks = blocks.select("_rule", "_rule_block", *elements, "l")
     # A block is known by its rule and a hash of its keys: two blocks of a rule whose hashes
     # collide meet, and the rule's own condition (below) keeps only the pairs it makes. The
     # long first: Spark's sort compares rows by a prefix of the first sort key, then in full,
