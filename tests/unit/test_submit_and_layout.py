@@ -29,7 +29,7 @@ def test_submit_command_carries_packages_jars_memory_and_extra_settings():
     assert f"--packages {delta_package_coordinates()}" in joined
     assert f"--jars {similarity_jar_location()}" in joined
     assert "--driver-memory 14g" in joined
-    assert "--conf spark.driver.extraJavaOptions=-XX:-DontCompileHugeMethods" in joined
+    assert "--conf spark.driver.extraJavaOptions=-XX:-DontCompileHugeMethods -XX:+UseTransparentHugePages" in joined
     assert command[-3:] == [str(ROOT / "jobs" / "generate_synthetic.py"), "--release", "2025"]
 
 
