@@ -119,16 +119,16 @@ def scored_in_blocks(linker: Linker, spec: LinkageSpec, threshold: float | None,
     records = records_with_term_frequencies(linker)
     splink_id = F.col("source_record_id") if spec.link_type == "dedupe_only" else \
         node_id("source_dataset", "source_record_id")
-    agree = [keys_agree(rule) for rule in rules]
     within = within_dataset_condition(spec.model.within_dataset_block_on, spec.model.within_dataset_compare_unknown)
     # a pair's records carry what Splink's comparisons read and what the rules' conditions test
-    conditions = [*settings._columns_to_select_for_blocking, *agree, *([within] if within else [])]
+    # (as Splink writes them: the columns the computed keys below are made from)
+    conditions = [*settings._columns_to_select_for_blocking, *(keys_agree(rule) for rule in rules),
+                  *([within] if within else [])]
     read = set().union(*(_sides_columns(sql) for sql in conditions))
     records = records.select(*[c for c in records.columns if c in read], splink_id.alias(_ID))
     computed = computed_keys(rules, records.columns)
     records = records.select("*", *[F.expr(key).alias(column) for key, column in computed.items()])
-    pairs = _pairs_with_records(records, rules, spec, [keys_agree(rule, computed) for rule in rules], within,
-                                _pairing_blocks(spark, rules, blocks_dir), computed)
+    pairs = _pairs_with_records(records, rules, spec, within, _pairing_blocks(spark, rules, blocks_dir), computed)
     counted = Observation(f"pairs_per_rule_{spec.linkage}")
     pairs = pairs.observe(counted, *[F.count_if(F.col("match_key") == str(k)).alias(str(k)) for k in range(len(rules))])
     # Splink's blocked pairs with their records' columns (``l.x AS x_l``): what its predict
@@ -215,9 +215,12 @@ def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec], comput
     return df.withColumn("_rule_block", rule_block).filter(F.col("_rule_block").isNotNull())
 
 
-def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec: LinkageSpec, agree: list[str],
-                        within: str | None, pairing: DataFrame | None, computed: dict[str, str]) -> DataFrame:
-    """(l, r, match_key): every rule's pairs with their two records, each pair once."""
+def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec: LinkageSpec, within: str | None,
+                        pairing: DataFrame | None, computed: dict[str, str]) -> DataFrame:
+    """(l, r, match_key): every rule's pairs with their two records, each pair once.
+    ``computed``: :func:`computed_keys`, already columns of ``records``, which the rules'
+    conditions compare."""
+    agree = [keys_agree(rule, computed) for rule in rules]
     # One pass over the records for every rule: at `full`, reading the records with their
     # term frequencies once per rule took 7 x 90 task seconds. The record's struct is made
     # once, before its entries, each of which copies it whole: made per entry, its strings
