@@ -20,7 +20,8 @@ No pair is scored twice, and each under its first rule, as Splink's ``match_key`
   pair (an exploded rule's keys agree when the two records' arrays overlap), as Splink's own
   blocking does;
 - an exploded rule meets a pair once per combination of agreeing elements, and keeps it at
-  the least one only.
+  one only: for each array, the first of the elements that agree in the array of the pair's
+  record with the lower Splink id.
 
 The blocked pairs are counted per rule as they are scored (an observation on the pairs, so
 no pass of their own). Same pairs, match keys and scores as Splink's predict
@@ -179,6 +180,10 @@ def _element(column: str) -> str:
     return f"_element_{column}"
 
 
+def _position(column: str) -> str:
+    return f"_position_{column}"
+
+
 def _exploded(rules: list[BlockingRuleSpec]) -> list[str]:
     return sorted({c for rule in rules for c in rule.explode})
 
@@ -186,25 +191,32 @@ def _exploded(rules: list[BlockingRuleSpec]) -> list[str]:
 def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec], computed: dict[str, str]) -> DataFrame:
     """Each record once per block it is in under each rule: ``_rule``, ``_rule_block``
     (:func:`_rule_block`) and, for an exploded rule's entry, the elements it blocks on
-    (``_element_<column>``). An exploded rule gives one entry per combination of its arrays'
-    distinct elements (so that two records meet once per combination of agreeing elements);
-    an entry with a null key is left out. ``computed``: :func:`computed_keys`, already
-    columns of ``records``.
+    (``_element_<column>``) and their positions in the record's arrays
+    (``_position_<column>``, from 0). An exploded rule gives one entry per combination of its
+    arrays' distinct elements, each at its first position (so that two records meet once per
+    combination of agreeing elements); an entry with a null key is left out. ``computed``:
+    :func:`computed_keys`, already columns of ``records``.
 
     Only ``explode`` and plain expressions, which Spark compiles: higher-order functions
-    (``transform`` over the arrays) run interpreted."""
+    (``transform`` over the arrays) run interpreted, and so do ``array_distinct`` and
+    ``array_intersect`` over strings (each element read through a type lookup; at `full`
+    the two were 10% of predict's CPU)."""
     exploded = _exploded(rules)
     types = {f.name: f.dataType for f in records.schema.fields}
     entries = []
     for k, rule in enumerate(rules):
         # a column the rule does not explode: one null element, so that explode keeps the entry once
-        arrays = [(F.array_distinct(F.col(c)) if c in rule.explode else F.array(F.lit(None).cast(types[c].elementType)))
-                  .alias(c) for c in exploded]
+        arrays = [(F.col(c) if c in rule.explode else F.array(F.lit(None).cast(types[c].elementType))).alias(c)
+                  for c in exploded]
         entries.append(F.struct(F.lit(k).alias("rule"), *arrays))
     df = records.select("*", F.explode(F.array(*entries)).alias("_entry"))
+    first = F.lit(True)
     for c in exploded:
-        df = df.withColumn(_element(c), F.explode(F.col(f"_entry.{c}")))
-    df = df.withColumn("_rule", F.col("_entry.rule")).drop("_entry")
+        df = df.select("*", F.posexplode(F.col(f"_entry.{c}")).alias(_position(c), _element(c)))
+        # an element repeated in its array: its first position only (a null one is in no block)
+        first &= F.coalesce(F.array_position(F.col(f"_entry.{c}"), F.col(_element(c))) == F.col(_position(c)) + 1,
+                            F.lit(True))
+    df = df.filter(first).withColumn("_rule", F.col("_entry.rule")).drop("_entry")
     rule_block = None
     for k, rule in enumerate(rules):
         values = [F.col(_element(e)) if e in rule.explode else F.col(computed.get(e, e)) for e in rule.block_on]
@@ -231,7 +243,7 @@ def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec:
         # broadcast: about 10M longs at `full`, so that the records of blocks that make no pair
         # are dropped as they are read, not shuffled
         blocks = blocks.join(F.broadcast(pairing), "_rule_block", "left_semi")
-    elements = [_element(c) for c in _exploded(rules)]
+    elements = [name for c in _exploded(rules) for name in (_element(c), _position(c))]
     blocks = blocks.select("_rule", "_rule_block", *elements, "l")
     # A block is known by its rule and a hash of its keys: two blocks of a rule whose hashes
     # collide meet, and the rule's own condition (below) keeps only the pairs it makes. The
@@ -248,11 +260,14 @@ def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec:
     if within is not None:
         # every rule's condition holds it, so an earlier rule makes the pair when its keys agree
         keep &= F.coalesce(F.expr(within), F.lit(False))
-    first: Column | None = None  # the rule makes the pair, here first: no earlier rule, at its least elements
+    first: Column | None = None  # the rule makes the pair, here first: no earlier rule, at its first elements
     for k, rule in enumerate(rules):
         here = F.coalesce(F.expr(agree[k]), F.lit(False))
         for c in rule.explode:
-            here &= F.col(_element(c)) == F.array_min(F.array_intersect(F.col(f"l.{c}"), F.col(f"r.{c}")))
+            # the pair's first agreeing element in l's array: in r's, and none before it in l's is
+            element, before = F.col(_element(c)), F.slice(F.col(f"l.{c}"), 1, F.col(_position(c)))
+            here &= F.array_contains(F.col(f"r.{c}"), element) & \
+                ~F.coalesce(F.arrays_overlap(before, F.col(f"r.{c}")), F.lit(False))
         for condition in agree[:k]:
             here &= ~F.coalesce(F.expr(condition), F.lit(False))
         first = F.when(F.col("_rule") == k, here) if first is None else first.when(F.col("_rule") == k, here)

@@ -184,7 +184,9 @@ def test_splink_makes_only_the_pairs_the_within_dataset_condition_allows(spark, 
 @pytest.fixture(scope="module")
 def crowd(spark):
     """Twenty records drawn from few names, birthdays and areas, so that every shipped rule
-    makes pairs, later rules remake earlier ones' and aliases agree more than once."""
+    makes pairs, later rules remake earlier ones' and aliases agree more than once; some
+    arrays repeat an element (JACK) or start with a null. Two more, first paired by an
+    exploded rule (a birthday and surname among their aliases), both repeat the surname."""
     from datafirst_spark.standardise import STANDARDISED_SCHEMA
 
     forenames, surnames = ["JACK", "JOHN", "AMY"], ["SMITH", "JONES"]
@@ -201,9 +203,17 @@ def crowd(spark):
             "surname": surname, "dob": dob, "dob_year": dob.year, "forename_dm": forename[:2], "surname_dm": surname[:2],
             "postcode_district": f"{areas[i % 3] or 'X'}{i % 2}", "postcode_area": areas[i % 3], "aliases": [],
             "alias_dobs": [], "all_forenames": [forename] + (["JOHN", "JACK"] if i % 3 == 0 else []),
-            "all_surnames": [surname] + (["SMITH"] if i % 4 == 1 else []),
+            "all_surnames": ([None] if i % 6 == 5 else []) + [surname] + (["SMITH"] if i % 4 == 1 else []),
             "all_dobs": [dob] + ([dobs[1]] if i % 5 == 0 else []),
         })
+    for i, (dataset, forename, surname, dob, surnames_, dobs_) in enumerate([
+            ("npd", "ZOE", "BROWN", date(1990, 1, 1), ["BROWN", "BROWN"], [date(1990, 1, 1)]),
+            ("pnc", "ADA", "GREEN", date(1985, 6, 6), ["GREEN", "BROWN", "BROWN"], [date(1985, 6, 6), date(1990, 1, 1)])]):
+        records.append(blank | {
+            "source_dataset": dataset, "source_record_id": f"a{i}", "release": "2025", "forename": forename,
+            "forename_canonical": forename, "surname": surname, "dob": dob, "dob_year": dob.year,
+            "forename_dm": forename[:2], "surname_dm": surname[:2], "aliases": [], "alias_dobs": dobs_[1:],
+            "all_forenames": [forename], "all_surnames": surnames_, "all_dobs": dobs_})
     return spark.createDataFrame(records, STANDARDISED_SCHEMA)
 
 
