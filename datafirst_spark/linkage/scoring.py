@@ -197,7 +197,7 @@ def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec], comput
     combination of agreeing elements); an entry with a null key is left out. ``computed``:
     :func:`computed_keys`, already columns of ``records``.
 
-    Only ``explode`` and plain expressions, which Spark compiles: higher-order functions
+    Only ``posexplode`` and plain expressions, which Spark compiles: higher-order functions
     (``transform`` over the arrays) run interpreted, and so do ``array_distinct`` and
     ``array_intersect`` over strings (each element read through a type lookup; at `full`
     the two were 10% of predict's CPU)."""
@@ -210,13 +210,13 @@ def _blocks_of_records(records: DataFrame, rules: list[BlockingRuleSpec], comput
                   for c in exploded]
         entries.append(F.struct(F.lit(k).alias("rule"), *arrays))
     df = records.select("*", F.explode(F.array(*entries)).alias("_entry"))
-    first = F.lit(True)
+    at_first_position = F.lit(True)
     for c in exploded:
         df = df.select("*", F.posexplode(F.col(f"_entry.{c}")).alias(_position(c), _element(c)))
         # an element repeated in its array: its first position only (a null one is in no block)
-        first &= F.coalesce(F.array_position(F.col(f"_entry.{c}"), F.col(_element(c))) == F.col(_position(c)) + 1,
-                            F.lit(True))
-    df = df.filter(first).withColumn("_rule", F.col("_entry.rule")).drop("_entry")
+        first_at = F.array_position(F.col(f"_entry.{c}"), F.col(_element(c)))
+        at_first_position &= F.coalesce(first_at == F.col(_position(c)) + 1, F.lit(True))
+    df = df.filter(at_first_position).withColumn("_rule", F.col("_entry.rule")).drop("_entry")
     rule_block = None
     for k, rule in enumerate(rules):
         values = [F.col(_element(e)) if e in rule.explode else F.col(computed.get(e, e)) for e in rule.block_on]
@@ -243,8 +243,8 @@ def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec:
         # broadcast: about 10M longs at `full`, so that the records of blocks that make no pair
         # are dropped as they are read, not shuffled
         blocks = blocks.join(F.broadcast(pairing), "_rule_block", "left_semi")
-    elements = [name for c in _exploded(rules) for name in (_element(c), _position(c))]
-    blocks = blocks.select("_rule", "_rule_block", *elements, "l")
+    entry_columns = [name for c in _exploded(rules) for name in (_element(c), _position(c))]
+    blocks = blocks.select("_rule", "_rule_block", *entry_columns, "l")
     # A block is known by its rule and a hash of its keys: two blocks of a rule whose hashes
     # collide meet, and the rule's own condition (below) keeps only the pairs it makes. The
     # long first: Spark's sort compares rows by a prefix of the first sort key, then in full,
@@ -253,7 +253,7 @@ def _pairs_with_records(records: DataFrame, rules: list[BlockingRuleSpec], spec:
     after = Window.partitionBy("_rule_block", "_rule").orderBy(F.col(f"l.{_ID}")) \
         .rowsBetween(1, Window.unboundedFollowing)
     met = blocks.withColumn("_after", F.collect_list("l").over(after)).select(
-        "_rule", *elements, "l", F.explode("_after").alias("r"))
+        "_rule", *entry_columns, "l", F.explode("_after").alias("r"))
     keep: Column = F.col(f"l.{_ID}") < F.col(f"r.{_ID}")
     if spec.link_type == "link_only":
         keep &= F.col("l.source_dataset") != F.col("r.source_dataset")
