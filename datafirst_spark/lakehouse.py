@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import ArrayType, StructType
 
 from .config import ConfigError
+from .session import sql_conf
 
 AREAS = ("landing", "staging", "curated", "research", "truth", "models", "runs", "reports")
 _RELEASE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
@@ -109,15 +112,36 @@ def write_text(spark: SparkSession | None, path: str, text: str) -> None:
 STAGED_TABLE_PROPERTIES = {"delta.dataSkippingNumIndexedCols": "0"}
 
 
-def write_delta(df: DataFrame, path: str, *, column_statistics: bool = False) -> None:
+def write_delta(df: DataFrame, path: str, *, column_statistics: bool = False,
+                plain_columns: Iterable[str] = ()) -> None:
     """Replace the Delta table at ``path`` with ``df`` (schema included): staged outputs
     that a re-run overwrites. A table created here keeps per-file column statistics only
     with ``column_statistics`` (for tables others filter, such as the research extract);
-    Delta applies the property when it creates the table, not to one that exists."""
+    Delta applies the property when it creates the table, not to one that exists.
+    ``plain_columns``: columns of ``df`` (or arrays of them) written without a Parquet
+    dictionary (:func:`without_dictionary`)."""
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if not column_statistics:
         writer = writer.options(**STAGED_TABLE_PROPERTIES)
-    writer.save(path)
+    # Parquet's writer reads its settings from the write's Hadoop conf, which Spark builds from
+    # the session's (Delta passes a write's own options on only for compression and file size)
+    with sql_conf(df.sparkSession, without_dictionary(df.schema, plain_columns)):
+        writer.save(path)
+
+
+def without_dictionary(schema: StructType, columns: Iterable[str]) -> dict[str, str]:
+    """Parquet's writer settings, one per column (its Hadoop key with the column's path), that
+    write ``columns`` of ``schema`` plain, each value in its page, not as an index into the
+    column's dictionary. Spark's reader makes a dictionary's value a string by copying it out
+    of the dictionary (a new byte array) at every read; a plain value is read where it lies.
+    An array column's path is that of its elements, as Spark writes lists
+    (``all_surnames.list.element``)."""
+    fields = {f.name: f.dataType for f in schema.fields}
+    unknown = sorted(set(columns) - set(fields))
+    if unknown:
+        raise ValueError(f"plain-encoded columns not in the table: {', '.join(unknown)}")
+    paths = [f"{c}.list.element" if isinstance(fields[c], ArrayType) else c for c in columns]
+    return {f"parquet.enable.dictionary#{path}": "false" for path in paths}
 
 
 def read_json(spark: SparkSession | None, path: str) -> Any:  # noqa: ANN401 - any JSON document

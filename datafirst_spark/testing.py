@@ -237,3 +237,17 @@ def refreshed_release(spark: Any, tiny_release: SyntheticRelease, test_environme
     rows = spark.read.format("delta").load(manifest_path(lakehouse)).count()
     again = run_job_in_session(spark, test_environment, "jobs/annual_refresh.py", args)
     return RefreshedRelease(lakehouse, tiny_release.release, key_file, first, report_of(again), again.stderr, rows)
+
+
+def parquet_dictionaries(table: Path) -> dict[str, bool]:
+    """Each column path of a table's Parquet files, and whether any file writes it with a dictionary."""
+    import pyarrow.parquet as pq  # imported here: only tests that read Parquet files need it
+
+    found: dict[str, bool] = {}
+    for file in table.glob("*.parquet"):
+        metadata = pq.ParquetFile(file).metadata
+        for g in range(metadata.num_row_groups):
+            for c in range(metadata.num_columns):
+                chunk = metadata.row_group(g).column(c)
+                found[chunk.path_in_schema] = found.get(chunk.path_in_schema, False) or chunk.has_dictionary_page
+    return found

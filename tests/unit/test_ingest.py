@@ -10,8 +10,9 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from datafirst_spark.datasets import load_dataset_spec
-from datafirst_spark.ingest import QUARANTINE_SCHEMA, REASONS, ingest_dataset
+from datafirst_spark.ingest import PLAIN_ENCODED, QUARANTINE_SCHEMA, REASONS, ingest_dataset
 from datafirst_spark.lakehouse import Lakehouse
+from datafirst_spark.testing import parquet_dictionaries
 
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "2025"
@@ -157,3 +158,12 @@ def test_pnc_aliases_and_ethnicity_fallback(spark, tmp_path):
         "aliases array<string>, alias_dobs array<date>, ingest_warnings array<string>",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_staged_names_and_postcodes_are_plain_and_codes_keep_their_dictionary(npd_ingested):
+    lakehouse, _, _, _ = npd_ingested
+    dictionaries = parquet_dictionaries(Path(lakehouse.staging(RELEASE, "npd", "records")))
+    plain = {c: False for c in dictionaries if c.split(".")[0] in PLAIN_ENCODED}
+    assert len(plain) == len(PLAIN_ENCODED)
+    assert {c: d for c, d in dictionaries.items() if c in plain} == plain
+    assert dictionaries["source_dataset"] and dictionaries["sex"]

@@ -1,6 +1,7 @@
 """Curated tables holding every release: one commit per release naming it, time travel to
 an earlier release after a later one is written, ten-year retention, and constraints; the
-column statistics staged tables and the research extract keep."""
+column statistics staged tables and the research extract keep, and the columns staged
+without a Parquet dictionary."""
 
 import json
 from pathlib import Path
@@ -9,8 +10,10 @@ import pytest
 from chispa import assert_df_equality
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
-from datafirst_spark.lakehouse import write_delta
+from datafirst_spark.lakehouse import without_dictionary, write_delta
+from datafirst_spark.testing import parquet_dictionaries
 from datafirst_spark.release.tables import (
     RETENTION_PROPERTIES,
     USER_METADATA_CONF,
@@ -120,3 +123,21 @@ def test_staged_tables_keep_row_counts_and_the_research_extract_column_statistic
     [research] = _file_statistics(tmp_path / "research")
     assert research["minValues"] == {"id": 1, "name": "a"} and research["maxValues"] == {"id": 2, "name": "b"}
     assert spark.read.format("delta").load(str(tmp_path / "staged")).count() == 2
+
+
+def test_plain_columns_are_written_without_a_dictionary_and_the_session_is_left_as_it_was(spark, tmp_path):
+    rows = spark.createDataFrame([("SMITH", ["JO", "ANN"], "F")] * 50 + [("JONES", ["AL"], "M")] * 50,
+                                 "surname string, given_name_tokens array<string>, sex string").coalesce(1)
+    write_delta(rows, str(tmp_path / "plain"), plain_columns=("surname", "given_name_tokens"))
+    write_delta(rows, str(tmp_path / "dictionary"))
+    assert parquet_dictionaries(tmp_path / "plain") == {
+        "surname": False, "given_name_tokens.list.element": False, "sex": True}
+    assert set(parquet_dictionaries(tmp_path / "dictionary").values()) == {True}
+    assert spark.conf.get("parquet.enable.dictionary#surname", None) is None
+    assert_df_equality(spark.read.format("delta").load(str(tmp_path / "plain")), rows, ignore_row_order=True)
+
+
+def test_a_plain_column_not_in_the_table_is_named():
+    schema = StructType([StructField("surname", StringType())])
+    with pytest.raises(ValueError, match="surnames"):
+        without_dictionary(schema, ["surname", "surnames"])
