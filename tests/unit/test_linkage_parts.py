@@ -112,7 +112,7 @@ def test_a_rule_on_an_expression_blocks_swapped_names_together(spark):
         [("npd", "n1", "JACK", "SMITH", 2001), ("pnc", "p1", "SMITH", "JACK", 2001), ("pnc", "p2", "JACK", "JONES", 2001)],
         "source_dataset string, source_record_id string, forename string, surname string, dob_year int")
     rule = next(r for r in load_linkage_spec(PNC_NPD).model.blocking_rules_to_generate_predictions
-                if "array_sort" in r.block_on[0])
+                if "sort_array" in r.block_on[0])
     bound = rule_bound(swapped, rule, "link_and_dedupe")
     assert (bound.comparisons, bound.largest_block) == (1, 2)  # JACK SMITH with SMITH JACK, not JACK JONES
     assert "'JACK SMITH'" in bound.largest_block_key
