@@ -130,16 +130,23 @@ def scored_in_blocks(linker: Linker, spec: LinkageSpec, threshold: float | None,
     computed = computed_keys(rules, records.columns)
     records = records.select("*", *[F.expr(key).alias(column) for key, column in computed.items()])
     pairs = _pairs_with_records(records, rules, spec, within, _pairing_blocks(spark, rules, blocks_dir), computed)
-    counted = Observation(f"pairs_per_rule_{spec.linkage}")
-    pairs = pairs.observe(counted, *[F.count_if(F.col("match_key") == str(k)).alias(str(k)) for k in range(len(rules))])
     # Splink's blocked pairs with their records' columns (``l.x AS x_l``): what its predict
     # makes by joining the id pairs with the records twice
     with_columns = pairs.selectExpr(*settings._columns_to_select_for_blocking, "match_key")
     view = f"__datafirst_pairs_with_records_{spec.linkage}"
     with_columns.createOrReplaceTempView(view)
     columns = ",\n".join(settings._columns_to_select_for_comparison_vector_values)
+    vectors = CTEPipeline()
+    vectors.enqueue_sql(f"select {columns} from {view}", "__splink__df_comparison_vectors")
+    # Counted on the comparison vectors, not on the pairs: Spark copies every row an
+    # observation sees out of compiled code, and a pair's row holds both records whole
+    counted = Observation(f"pairs_per_rule_{spec.linkage}")
+    vectors = _as_dataframe(linker, vectors).observe(
+        counted, *[F.count_if(F.col("match_key") == str(k)).alias(str(k)) for k in range(len(rules))])
+    vectors_view = f"__datafirst_comparison_vectors_{spec.linkage}"
+    vectors.createOrReplaceTempView(vectors_view)
     pipeline = CTEPipeline()
-    pipeline.enqueue_sql(f"select {columns} from {view}", "__splink__df_comparison_vectors")
+    pipeline.enqueue_sql(f"select * from {vectors_view}", "__splink__df_comparison_vectors")
     pipeline.enqueue_list_of_sqls(predict_from_comparison_vectors_sqls_using_settings(settings, threshold))
     return ScoredInBlocks(_as_dataframe(linker, pipeline), counted)
 
