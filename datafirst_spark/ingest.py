@@ -73,11 +73,12 @@ QUARANTINE_SCHEMA = T.StructType(
 )
 RECORDS_TABLE = "records"
 # The staged records' names, phonetic codes and postcodes are written without Parquet
-# dictionaries (:func:`~.lakehouse.without_dictionary`): predict reads them in compiled code,
-# at each use, and each read of a dictionary's value copies it out of the dictionary. At
-# `full`, by parts: predict 195.5 s plain against 217.6 s with dictionaries (2026-12-07); the
-# NPD's staged records take 1.6 GiB against 978 MiB. Codes of a few values (dataset, sex,
-# ethnicity) keep their dictionaries.
+# dictionaries (:func:`~.lakehouse.without_dictionary`): predict reads every one of them for
+# every record, and Spark's reader copies a dictionary's value out of the dictionary at each
+# read. At `full`, by parts, with the swapped-names key compiled: predict 195.5 s plain
+# against 217.6 s with dictionaries (2026-12-07); the NPD's staged records take 1.6 GiB
+# against 978 MiB, and were written in 299 s against 328. Codes of a few values (dataset,
+# sex, ethnicity) keep their dictionaries.
 PLAIN_ENCODED = ("forename", "middle_names", "surname", "forename_canonical", "given_name_tokens", "surname_tokens",
                  "forename_dm", "surname_dm", "postcode", "postcode_area", "postcode_district", "postcode_sector",
                  "postcode_inward", "all_forenames", "all_surnames")
