@@ -124,7 +124,7 @@ def write_delta(df: DataFrame, path: str, *, column_statistics: bool = False,
     if not column_statistics:
         writer = writer.options(**STAGED_TABLE_PROPERTIES)
     # Parquet's writer reads its settings from the write's Hadoop conf, which Spark builds from
-    # the session's (Delta passes a write's own options on only for compression and file size)
+    # the session's settings (tests/unit/test_release.py reads the written files' encodings)
     with sql_conf(df.sparkSession, without_dictionary(df.schema, plain_columns)):
         writer.save(path)
 
@@ -136,6 +136,7 @@ def without_dictionary(schema: StructType, columns: Iterable[str]) -> dict[str, 
     of the dictionary (a new byte array) at every read; a plain value is read where it lies.
     An array column's path is that of its elements, as Spark writes lists
     (``all_surnames.list.element``)."""
+    columns = list(columns)  # read twice below: a generator would give nothing the second time
     fields = {f.name: f.dataType for f in schema.fields}
     unknown = sorted(set(columns) - set(fields))
     if unknown:

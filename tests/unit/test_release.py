@@ -13,7 +13,6 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from datafirst_spark.lakehouse import without_dictionary, write_delta
-from datafirst_spark.testing import parquet_dictionaries
 from datafirst_spark.release.tables import (
     RETENTION_PROPERTIES,
     USER_METADATA_CONF,
@@ -22,6 +21,7 @@ from datafirst_spark.release.tables import (
     release_versions,
     write_release,
 )
+from datafirst_spark.testing import parquet_dictionaries
 
 LINKS = CuratedTable("person_links", not_null=("release", "source_record_id", "person_id"),
                      checks={"probability_in_range": "match_probability BETWEEN 0 AND 1"})
