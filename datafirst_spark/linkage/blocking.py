@@ -77,17 +77,21 @@ def rule_bound(records: DataFrame, rule: BlockingRuleSpec, link_type: str,
     # carry one long instead of the keys' strings. Blocks whose hashes collide are counted as
     # one, which only adds pairs: the bound stays an upper bound. Partitioned by that hash
     # once, the aggregations (sub-block, then block) share the one shuffle.
-    keyed = df.select(*keys, dataset, sub_block.alias("_sub_block")).dropna(subset=names)
-    blocks = keyed.select(block_hash(names).alias("_block"), "source_dataset", "_sub_block").repartition("_block")
-    per_sub_block = blocks.groupBy("_block", "source_dataset", "_sub_block").count()
-    count, known = F.col("count"), F.col("_sub_block").isNotNull()
-    # per block, in one aggregation: its records (n), each dataset's (n_i, pivoted by name)
+    # The dataset travels as its position in `datasets`: the shuffled rows and the
+    # aggregations' keys are then all fixed-width, with no string to hash or compare.
+    position = F.lit(None).cast("int")
+    for i, name in enumerate(datasets):
+        position = F.when(dataset == name, i).otherwise(position)
+    keyed = df.select(*keys, position.alias("_dataset"), sub_block.alias("_sub_block")).dropna(subset=names)
+    blocks = keyed.select(block_hash(names).alias("_block"), "_dataset", "_sub_block").repartition("_block")
+    per_sub_block = blocks.groupBy("_block", "_dataset", "_sub_block").count()
+    count, known, of = F.col("count"), F.col("_sub_block").isNotNull(), F.col("_dataset")
+    # per block, in one aggregation: its records (n), each dataset's (n_i, pivoted by position)
     # and, when they are compared, each dataset's records lacking a sub-block (u_i)
-    per_dataset = [F.coalesce(F.sum(F.when(dataset == d, count)), F.lit(0)).alias(f"_n{i}")
-                   for i, d in enumerate(datasets)]
+    per_dataset = [F.coalesce(F.sum(F.when(of == i, count)), F.lit(0)).alias(f"_n{i}") for i in range(len(datasets))]
     if compare_unknown:
-        per_dataset += [F.coalesce(F.sum(F.when((dataset == d) & ~known, count)), F.lit(0)).alias(f"_u{i}")
-                        for i, d in enumerate(datasets)]
+        per_dataset += [F.coalesce(F.sum(F.when((of == i) & ~known, count)), F.lit(0)).alias(f"_u{i}")
+                        for i in range(len(datasets))]
     per_block = per_sub_block.groupBy("_block").agg(
         F.sum(count).alias("n"), F.coalesce(F.sum(F.when(known, count * (count - 1) / 2)), F.lit(0)).alias("_within"),
         *per_dataset)
