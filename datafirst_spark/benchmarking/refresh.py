@@ -35,6 +35,10 @@ TARGET_DUCKDB_THROUGHPUT_RATIO = 1 / 1.5  # ours / DuckDB's comparisons per seco
 TARGET_RECIPE_SPEEDUP = 3.0
 TARGET_EXPONENT = 1.15
 
+# The link stage's parts that Splink's recipe has no counterpart for: both reuse the trained
+# model, and the recipe runs no baseline and cannot evaluate (a real release has no truth).
+NOT_IN_RECIPE = ("train model", "deterministic baseline", "evaluate against truth")
+
 
 class BenchmarkError(Exception):
     """The benchmark cannot run: bad arguments or a lakehouse it cannot use (the message names it)."""
@@ -341,10 +345,22 @@ def run_alternatives(request: BenchmarkRequest, common: list[str], model: Path, 
     save()
 
 
+def linkage_seconds(link_seconds: dict[str, float]) -> float | None:
+    """The link stage's seconds for what Splink's recipe also does (reading the staged
+    records, blocking, predict, clusters at each threshold, written): every timed part of
+    ``link_seconds`` ("<linkage>: <part>") but those of :data:`NOT_IN_RECIPE`. None without parts."""
+    parts = {name: s for name, s in link_seconds.items() if name != "total"}
+    if not parts:
+        return None
+    return round(sum(s for name, s in parts.items() if name.split(": ", 1)[-1] not in NOT_IN_RECIPE), 2)
+
+
 def ratios(result: dict[str, Any]) -> dict[str, Any]:
-    """Time and recall of the refresh against each alternative."""
+    """Time and recall of the refresh against each alternative: against the whole refresh,
+    the link stage, and the link stage's work the recipe also does (:func:`linkage_seconds`)."""
     refresh, found = result["refresh"], result["alternatives"]
     link_without_training = refresh["stage_seconds"].get("link")
+    like_for_like = linkage_seconds(refresh.get("link_seconds", {}))
     out: dict[str, Any] = {}
     ours = {q["threshold"]: q for q in refresh["quality"]["splink"]}
     for method, alternative in found.items():
@@ -357,6 +373,9 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
         entry["their_wall_over_our_refresh"] = round(alternative["wall_seconds"] / refresh["wall_seconds"], 3)
         if link_without_training:
             entry["their_wall_over_our_link_stage"] = round(alternative["wall_seconds"] / link_without_training, 3)
+        if like_for_like:
+            entry["our_linkage_seconds"] = like_for_like
+            entry["their_wall_over_our_linkage"] = round(alternative["wall_seconds"] / like_for_like, 3)
         recall = {}
         for q in alternative.get("quality", []):
             # Splink alternatives against our same threshold; the baseline (one threshold) against each of ours
@@ -393,12 +412,15 @@ def targets(result: dict[str, Any], medium: dict[str, Any] | None) -> list[dict[
     checked.append(target("predict throughput vs Splink on DuckDB", "ours/theirs >= 0.667 (within 1.5x)", duckdb,
                           None if duckdb is None else duckdb >= TARGET_DUCKDB_THROUGHPUT_RATIO))
     recipe = r.get(METHODS["splink-spark"], {})
-    speedup = recipe.get("their_wall_over_our_refresh")
     recall = recipe.get("recall", {})
     same_recall = all(v["ours_minus_theirs_points"] >= -0.5 for v in recall.values()) if recall else None
-    checked.append(target("refresh vs Splink's untuned Spark recipe", ">= 3x faster, recall within 0.5 points",
-                          {"speedup": speedup, "recall": recall},
-                          None if speedup is None else speedup >= TARGET_RECIPE_SPEEDUP and bool(same_recall)))
+    # As the issue words it, the whole refresh; the recipe only links records already staged,
+    # so the same speed-up is also checked on the link stage's work the recipe also does.
+    for name, ratio in (("refresh vs Splink's untuned Spark recipe", "their_wall_over_our_refresh"),
+                        ("linkage vs Splink's untuned Spark recipe (like for like)", "their_wall_over_our_linkage")):
+        speedup = recipe.get(ratio)
+        checked.append(target(name, ">= 3x faster, recall within 0.5 points", {"speedup": speedup, "recall": recall},
+                              None if speedup is None else speedup >= TARGET_RECIPE_SPEEDUP and bool(same_recall)))
     exponent = None
     if medium is not None and result["scale"] == "full" and medium["refresh"]["wall_seconds"] > 0:
         exponent = cost_exponent(medium["input_rows"], medium["refresh"]["wall_seconds"], result["input_rows"],
