@@ -14,6 +14,10 @@ Parts (each written under the run's scratch, never the lakehouse):
   Delta, as the refresh's "predict" stage does; the pairs per rule, the kept pairs' counts per
   rule and exclusion, and their checksum, untimed. With ``bounds`` in the same run, from the
   blocks the bounds wrote, as in the refresh;
+- ``cluster``: the pairs predict wrote in the same run clustered at the spec's thresholds
+  (one-to-one as the spec says) and the membership written as Delta, as the refresh's
+  "cluster" stage does without the baseline's; the clusters per threshold and the
+  membership's checksum, untimed;
 - ``splink-blocked-pairs``: the same pairs made by Splink's own
   ``compute_blocked_pairs_for_predict`` from the staged records, as that stage did before;
 - ``evaluate``: quality of the staged clusters against truth, as the "evaluate against
@@ -69,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    known = ("bounds", "predict", "splink-blocked-pairs", "evaluate", "research-pseudonyms", "persons",
+    known = ("bounds", "predict", "cluster", "splink-blocked-pairs", "evaluate", "research-pseudonyms", "persons",
              "person-links")
     unknown = sorted(set(parts) - set(known))
     if unknown:
         parser.error(f"--parts: unknown part(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if "cluster" in parts and "predict" not in parts:
+        parser.error("--parts: cluster clusters the pairs predict writes in the same run; add predict")
     env, spec, lakehouse = load_environment(args.conf), load_linkage_spec(args.linkage), Lakehouse.at(args.lakehouse)
     run: dict = {"label": args.label, "code_version": datafirst_spark.code_version(),
                  "code": str(Path(datafirst_spark.__file__).parent),
@@ -96,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         if "predict" in parts:
             run["predict"] = _time_predict(spark, spec, lakehouse, args.release, args.model,
                                            f"{session.scratch_dir}/pairs", run["seconds"], blocks_dir)
+        if "cluster" in parts:
+            run["cluster"] = _time_cluster(spark, spec, records_of(spark, lakehouse, args.release, spec),
+                                           spark.read.format("delta").load(f"{session.scratch_dir}/pairs"),
+                                           f"{session.scratch_dir}/clusters", run["seconds"])
         if "splink-blocked-pairs" in parts:
             run["splink_blocked_pairs"] = _time_splink_blocked_pairs(
                 spark, spec, records_of(spark, lakehouse, args.release, spec), run["seconds"])
@@ -165,6 +175,26 @@ def _time_predict(spark, spec, lakehouse, release: str, model: str | None, path:
             "checksum": table_checksum(scored.pairs.select(
                 "source_dataset_l", "source_record_id_l", "source_dataset_r", "source_record_id_r", "match_key",
                 "excluded_by", F.round("match_probability", 9).alias("match_probability")))}
+
+
+def _time_cluster(spark, spec, records: dict, pairs, path: str, seconds: dict) -> dict:
+    """The refresh's clustering of ``pairs`` (without the baseline's), timed; the clusters per
+    threshold and the membership's checksum (not timed)."""
+    from datafirst_spark.lakehouse import write_delta
+    from datafirst_spark.linkage.blocking import concatenated
+    from datafirst_spark.linkage.clustering import cluster_at_thresholds, cluster_counts
+    from datafirst_spark.linkage.run import SPLINK_METHOD
+    from datafirst_spark.release.tables import table_checksum
+
+    started = time.monotonic()
+    one = spec.clustering.one_to_one_dataset if spec.clustering.one_to_one else None
+    records = concatenated(records, ["source_dataset", "source_record_id"])
+    result = cluster_at_thresholds(spark, records, pairs, spec.clustering.thresholds, SPLINK_METHOD, one)
+    write_delta(result.membership, path)
+    seconds["cluster"] = round(time.monotonic() - started, 1)
+    membership = spark.read.format("delta").load(path)
+    return {"clusters": {str(r["threshold"]): r["clusters"] for r in cluster_counts(membership).collect()},
+            "checksum": table_checksum(membership)}
 
 
 def _time_splink_blocked_pairs(spark, spec, records: dict, seconds: dict) -> list:

@@ -2,9 +2,10 @@
 
 Every method (Splink, the deterministic baseline) hands over pairs in one shape
 (:data:`PAIR_COLUMNS`) and gets back membership in one shape (:data:`MEMBERSHIP_COLUMNS`),
-so that evaluation, IDs and publishing never ask which method made them. Components come
-from Splink's own clustering (``splink.clustering``), which runs on any nodes and edges;
-a cluster's id is its smallest node id, so it is the same on every run.
+so that evaluation, IDs and publishing never ask which method made them. Components are
+found in the driver when the linked graph is small enough (it is at `full`: most records
+link to nothing), else by Splink's own clustering (``splink.clustering``) on Spark; either
+way a cluster's id is its smallest node id, so it is the same on every run.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 log = logging.getLogger(__name__)
+
+# Up to this many edges at a threshold the components are found in the driver, whose Python
+# then holds the node ids: 1.73M edges of 2.7M nodes peaked at 451 MiB. Beyond, Splink finds
+# them on Spark.
+MAX_DRIVER_EDGES = 5_000_000
 
 PAIR_COLUMNS = [
     "source_dataset_l", "source_record_id_l", "source_dataset_r", "source_record_id_r",
@@ -58,6 +65,57 @@ def connected_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame
     component (cluster_id = node_id, as Splink would give it). Most records link to nothing
     (at `medium` 1,664,906 records make 1,513,527 clusters at 0.9), and Splink would carry
     every one of them through its representatives tables to find that out."""
+    components = linked_components(spark, edges)
+    # nodes hold each record once (ingest quarantines keys shared by different rows), so no
+    # distinct: at `full` it would aggregate 16.65M unique ids per threshold for nothing
+    alone = nodes.select("node_id").join(components, "node_id", "left_anti")
+    return components.unionByName(alone.select("node_id", F.col("node_id").alias("cluster_id")))
+
+
+def linked_components(spark: SparkSession, edges: DataFrame, max_driver_edges: int = MAX_DRIVER_EDGES) -> DataFrame:
+    """(node_id, cluster_id) for every node with an edge in ``edges``; cluster_id is the
+    component's smallest node id.
+
+    Up to ``max_driver_edges`` edges, the components are found in the driver
+    (:func:`smallest_in_component`); beyond, by Splink's clustering on Spark. At `full` the
+    graph is small (1.73M pairs kept among 16.65M records), and Splink's label propagation
+    runs several Spark jobs per iteration, each written to Parquet to break the lineage."""
+    edge_count = edges.count()
+    if edge_count > max_driver_edges:
+        log.info("clustering: %s edges, over %s: components by Splink on Spark", f"{edge_count:,}",
+                 f"{max_driver_edges:,}")
+        return _splink_components(spark, edges)
+    ends = edges.select("node_id_l", "node_id_r").toArrow()
+    nodes, clusters = smallest_in_component(ends.column(0).to_pylist(), ends.column(1).to_pylist())
+    return spark.createDataFrame(pa.table({"node_id": pa.array(nodes, pa.string()),
+                                           "cluster_id": pa.array(clusters, pa.string())}))
+
+
+def smallest_in_component(left: list[str], right: list[str]) -> tuple[list[str], list[str]]:
+    """Every node of the edges ``left[i]``-``right[i]`` and its component's smallest node: a
+    union-find whose root is always the smaller, with the paths halved as they are walked."""
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        top = node
+        while parent[top] != top:
+            top = parent[top]
+        while parent[node] != top:
+            parent[node], node = top, parent[node]
+        return top
+
+    for a, b in zip(left, right, strict=True):
+        parent.setdefault(a, a)
+        parent.setdefault(b, b)
+        root_a, root_b = root(a), root(b)
+        if root_a != root_b:
+            small, large = sorted((root_a, root_b))
+            parent[large] = small
+    nodes = list(parent)
+    return nodes, [root(node) for node in nodes]
+
+
+def _splink_components(spark: SparkSession, edges: DataFrame) -> DataFrame:
     from splink.backends.spark import SparkAPI
     from splink.clustering import cluster_pairwise_predictions_at_threshold
 
@@ -69,11 +127,7 @@ def connected_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame
         edge_id_column_name_left="node_id_l", edge_id_column_name_right="node_id_r",
         threshold_match_probability=1.0,
     )
-    components = clusters.as_spark_dataframe().select("node_id", "cluster_id")
-    # nodes hold each record once (ingest quarantines keys shared by different rows), so no
-    # distinct: at `full` it would aggregate 16.65M unique ids per threshold for nothing
-    alone = nodes.select("node_id").join(components, "node_id", "left_anti")
-    return components.unionByName(alone.select("node_id", F.col("node_id").alias("cluster_id")))
+    return clusters.as_spark_dataframe().select("node_id", "cluster_id")
 
 
 def _own_node_id() -> F.Column:
@@ -125,7 +179,7 @@ class OneToOneReport:
     edges_dropped: int = 0
 
 
-def one_to_one_edges(spark: SparkSession, nodes: DataFrame, edges: DataFrame, dataset: str,
+def one_to_one_edges(spark: SparkSession, edges: DataFrame, dataset: str,
                      report: OneToOneReport) -> DataFrame:
     """Keep, for each record of ``dataset``, its links to one person of each other dataset:
     the person (a component of that dataset's own links) holding its best-scoring pair; ties
@@ -133,7 +187,8 @@ def one_to_one_edges(spark: SparkSession, nodes: DataFrame, edges: DataFrame, da
     prefix = F.lit(dataset + _SEPARATOR)
     dataset_of = lambda column: F.substring_index(F.col(column), _SEPARATOR, 1)  # noqa: E731
     within = edges.filter(dataset_of("node_id_l") == dataset_of("node_id_r"))
-    people = connected_components(spark, nodes, within.filter(dataset_of("node_id_l") != F.lit(dataset)))
+    # the other datasets' people, from their own links; a record with none is a person alone
+    people = linked_components(spark, within.filter(dataset_of("node_id_l") != F.lit(dataset)))
     cross = edges.filter(dataset_of("node_id_l") != dataset_of("node_id_r"))
     from_left = F.col("node_id_l").startswith(prefix)
     oriented = cross.filter(from_left | F.col("node_id_r").startswith(prefix)).select(
@@ -141,8 +196,11 @@ def one_to_one_edges(spark: SparkSession, nodes: DataFrame, edges: DataFrame, da
         F.when(from_left, F.col("node_id_r")).otherwise(F.col("node_id_l")).alias("other"),
         "match_probability",
     )
+    # Joined to the linked records' people only: joined to every record's (16.65M at `full`,
+    # nearly all alone), each of the counts below shuffled them all again
     oriented = oriented.join(people.withColumnRenamed("node_id", "other").withColumnRenamed("cluster_id", "person"),
-                             "other").withColumn("other_dataset", dataset_of("other"))
+                             "other", "left") \
+        .withColumn("person", F.coalesce("person", "other")).withColumn("other_dataset", dataset_of("other"))
     keys = ["record", "other_dataset"]
     top = oriented.groupBy(*keys).agg(F.max("match_probability").alias("top"),
                                       F.countDistinct("person").alias("people"))
@@ -177,7 +235,7 @@ def cluster_at_thresholds(spark: SparkSession, records: DataFrame, pairs: DataFr
         edges = edges_of(pairs, threshold)
         if one_to_one_dataset is not None:
             report = OneToOneReport(threshold)
-            edges = one_to_one_edges(spark, nodes, edges, one_to_one_dataset, report)
+            edges = one_to_one_edges(spark, edges, one_to_one_dataset, report)
             reports.append(report)
         components = connected_components(spark, nodes, edges)
         results.append(components.select(

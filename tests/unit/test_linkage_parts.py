@@ -14,6 +14,7 @@ from datafirst_spark.config import ConfigError
 from datafirst_spark.linkage.blocking import (
     BlockingCeilingError,
     check_rules,
+    rule_blocks_path,
     rule_bound,
 )
 from datafirst_spark.linkage.clustering import (
@@ -263,17 +264,25 @@ def test_within_dataset_block_on_names_a_dataset_of_the_linkage(tmp_path):
 
 
 def test_bounds_write_the_blocks_of_two_or_more_with_their_pairs(people, tmp_path):
-    rules = [BlockingRuleSpec(block_on=["forename", "surname", "dob_year"]), BlockingRuleSpec(block_on=["surname"])]
-    bounds = check_rules(people, rules, "link_only", 100, "prediction", "x.yaml", blocks_dir=str(tmp_path))
+    rules = [BlockingRuleSpec(block_on=["forename", "surname", "dob_year"]), BlockingRuleSpec(block_on=["surname"]),
+             BlockingRuleSpec(block_on=["all_forenames", "dob_year"], explode=["all_forenames"]),
+             BlockingRuleSpec(block_on=["all_forenames"], explode=["all_forenames"]),
+             BlockingRuleSpec(block_on=["surname", "all_forenames"], explode=["all_forenames"])]
+    blocks_dir = str(tmp_path / "blocks")
+    bounds = check_rules(people, rules, "link_only", 100, "prediction", "x.yaml", blocks_dir=blocks_dir)
+    # the same bounds with or without the blocks written, and each rule's as it is alone
     assert bounds == check_rules(people, rules, "link_only", 100, "prediction", "x.yaml")
+    assert bounds == [rule_bound(people, rule, "link_only") for rule in rules]
     for index, bound in enumerate(bounds):
-        blocks = people.sparkSession.read.parquet(str(tmp_path / f"rule-{index}")).collect()
+        blocks = people.sparkSession.read.parquet(rule_blocks_path(blocks_dir, index)).collect()
         assert min(b["n"] for b in blocks) >= 2
         assert sum(b["pairs"] for b in blocks) == bound.comparisons
         assert max(b["n"] for b in blocks) == bound.largest_block
     # JACK SMITH 2001 (n1, n2 and p1) is the one block of two or more, and makes two PNC-NPD pairs;
     # SMITH's 5 records make six, JONES's one (n4) none
-    assert len(people.sparkSession.read.parquet(str(tmp_path / "rule-0")).collect()) == 1
+    assert len(people.sparkSession.read.parquet(rule_blocks_path(blocks_dir, 0)).collect()) == 1
+    # exploded: JACK 2001 (n1 n2 | p1) 2 and JOHN 2001 (n1 | p1 p2) 2; JACK (n1 n2 n3 | p1) 3 and JOHN 2
+    assert [b.comparisons for b in bounds] == [2, 6, 4, 5, 5]
 
 
 def test_a_rule_over_the_ceiling_is_refused_by_name(people):
@@ -306,6 +315,28 @@ def test_clusters_at_each_threshold_with_stable_ids(spark, people):
         "source_dataset string, source_record_id string, cluster_id string, threshold double",
     ).withColumn("method", F.lit("splink"))
     assert_df_equality(membership, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_components_found_in_the_driver_are_splinks(spark):
+    import random
+
+    from datafirst_spark.linkage.clustering import linked_components, smallest_in_component
+
+    # chains in both directions, a cycle, stars, repeated edges and a random tangle
+    rng = random.Random(7)
+    names = [f"{d}-__-{i:03d}" for d in ("npd", "pnc") for i in range(60)]
+    edges = [(names[i], names[i + 1]) for i in range(0, 10)] + [(names[i + 1], names[i]) for i in range(20, 30)]
+    edges += [(names[40], names[41]), (names[41], names[42]), (names[42], names[40]), (names[42], names[40])]
+    edges += [(names[70], names[k]) for k in range(71, 80)] + [(names[k], names[90]) for k in range(91, 95)]
+    edges += [(names[rng.randrange(95, 120)], names[rng.randrange(95, 120)]) for _ in range(20)]
+    edges = [(a, b) for a, b in edges if a != b]
+    frame = spark.createDataFrame(edges, "node_id_l string, node_id_r string")
+    in_driver = linked_components(spark, frame)
+    assert_df_equality(in_driver, linked_components(spark, frame, max_driver_edges=0),
+                       ignore_row_order=True, ignore_nullable=True)
+    # a chain's smallest node names it from either end
+    nodes, clusters = smallest_in_component(["c", "b", "d"], ["b", "a", "c"])
+    assert dict(zip(nodes, clusters, strict=True)) == dict.fromkeys("abcd", "a")
 
 
 @pytest.fixture(scope="module")
