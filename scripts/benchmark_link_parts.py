@@ -182,14 +182,12 @@ def _time_cluster(spark, spec, records: dict, pairs, path: str, seconds: dict) -
     threshold and the membership's checksum (not timed)."""
     from datafirst_spark.lakehouse import write_delta
     from datafirst_spark.linkage.blocking import concatenated
-    from datafirst_spark.linkage.clustering import cluster_at_thresholds, cluster_counts
-    from datafirst_spark.linkage.run import SPLINK_METHOD
+    from datafirst_spark.linkage.clustering import cluster_counts
+    from datafirst_spark.linkage.run import splink_clusters
     from datafirst_spark.release.tables import table_checksum
 
     started = time.monotonic()
-    one = spec.clustering.one_to_one_dataset if spec.clustering.one_to_one else None
-    records = concatenated(records, ["source_dataset", "source_record_id"])
-    result = cluster_at_thresholds(spark, records, pairs, spec.clustering.thresholds, SPLINK_METHOD, one)
+    result = splink_clusters(spark, spec, concatenated(records, ["source_dataset", "source_record_id"]), pairs)
     write_delta(result.membership, path)
     seconds["cluster"] = round(time.monotonic() - started, 1)
     membership = spark.read.format("delta").load(path)

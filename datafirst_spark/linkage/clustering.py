@@ -80,12 +80,12 @@ def linked_components(spark: SparkSession, edges: DataFrame, max_driver_edges: i
     (:func:`smallest_in_component`); beyond, by Splink's clustering on Spark. At `full` the
     graph is small (1.73M pairs kept among 16.65M records), and Splink's label propagation
     runs several Spark jobs per iteration, each written to Parquet to break the lineage."""
-    edge_count = edges.count()
-    if edge_count > max_driver_edges:
-        log.info("clustering: %s edges, over %s: components by Splink on Spark", f"{edge_count:,}",
-                 f"{max_driver_edges:,}")
+    # One evaluation of the edges (after one-to-one, a plan of joins and aggregations), at
+    # most one edge over the limit: a count first would evaluate them twice
+    ends = edges.select("node_id_l", "node_id_r").limit(max_driver_edges + 1).toArrow()
+    if ends.num_rows > max_driver_edges:
+        log.info("clustering: over %s edges: components by Splink on Spark", f"{max_driver_edges:,}")
         return _splink_components(spark, edges)
-    ends = edges.select("node_id_l", "node_id_r").toArrow()
     nodes, clusters = smallest_in_component(ends.column(0).to_pylist(), ends.column(1).to_pylist())
     return spark.createDataFrame(pa.table({"node_id": pa.array(nodes, pa.string()),
                                            "cluster_id": pa.array(clusters, pa.string())}))

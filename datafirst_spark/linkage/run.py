@@ -26,7 +26,7 @@ from ..config import ConfigError, EnvironmentConfig
 from ..lakehouse import Lakehouse, list_data_files, write_delta, write_json
 from ..timing import StageTimer
 from .blocking import check_rules, concatenated, rule_counts
-from .clustering import PAIR_COLUMNS, cluster_at_thresholds, cluster_counts
+from .clustering import PAIR_COLUMNS, ClusteringResult, cluster_at_thresholds, cluster_counts
 from .deterministic import deterministic_pairs
 from .model import (
     MATCH_COLUMNS,
@@ -183,8 +183,7 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
             baseline_membership = cluster_at_thresholds(spark, all_records, baseline, [1.0], BASELINE_METHOD).membership
 
     with timer.stage(f"{spec.linkage}: cluster") as figures:
-        one = spec.clustering.one_to_one_dataset if spec.clustering.one_to_one else None
-        result = cluster_at_thresholds(spark, all_records, pairs, spec.clustering.thresholds, SPLINK_METHOD, one)
+        result = splink_clusters(spark, spec, all_records, pairs)
         membership = result.membership
         report.one_to_one_conflicts = {str(r.threshold): r.records_with_conflicts for r in result.one_to_one}
         if baseline_membership is not None:
@@ -203,6 +202,13 @@ def run_linkage(spark: SparkSession, env: EnvironmentConfig, spec: LinkageSpec, 
                                                     out("quality"))
             report.tables["quality"] = out("quality")
     return _finish(spark, report, timer, started, out(REPORT_FILE))
+
+
+def splink_clusters(spark: SparkSession, spec: LinkageSpec, records: DataFrame, pairs: DataFrame) -> ClusteringResult:
+    """The scored ``pairs`` clustered at the spec's thresholds, one-to-one as the spec says:
+    every record of ``records`` (source_dataset, source_record_id) at each threshold."""
+    one = spec.clustering.one_to_one_dataset if spec.clustering.one_to_one else None
+    return cluster_at_thresholds(spark, records, pairs, spec.clustering.thresholds, SPLINK_METHOD, one)
 
 
 @dataclass
